@@ -1,0 +1,22 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is set up by them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+WORKERS ?= 1
+
+.PHONY: install run test lint
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python -m scripts.serve --port $(PORT) --workers $(WORKERS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,124 @@
+"""The app factory and the one lifespan: open, build, start, serve, then stop in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from databases import Database
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from api import http, socket
+from api.database import ensure_sqlite_dir
+from api.responses import exception_handlers
+from api.settings import Settings, load_settings
+from dispatch.deadlines import DeadlineKeeper
+from dispatch.dispatcher import Dispatcher
+from dispatch.favorites import Favorites
+from dispatch.keys import DispatchKeys
+from dispatch.mechanics import Mechanics
+from presence.bus import Bus
+from presence.hub import Hub
+from presence.tracker import PresenceTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler may use; built once per process by the lifespan."""
+
+    settings: Settings
+    redis: Redis
+    database: Database
+    presence: PresenceTracker
+    hub: Hub
+    mechanics: Mechanics
+    favorites: Favorites
+    dispatcher: Dispatcher
+    keeper: DeadlineKeeper
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted, never a silent dead task."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s crashed; restarting in 1s", name)
+            await asyncio.sleep(1)
+
+
+async def _flush_last_seen_forever(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.last_seen_flush_s)
+        await services.presence.flush_last_seen(services.database)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.jwt_secret_is_generated:
+        log.warning("JWT_SECRET is not set: using a generated development secret (var/dev_jwt_secret)")
+    if settings.redis_url is None:
+        raise RuntimeError("REDIS_URL is not set: start the server with `make run` (which provides one) or set it")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        assert settings.redis_url is not None
+        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10)
+        ensure_sqlite_dir(settings.database_url)
+        database = Database(settings.database_url)
+        await database.connect()
+        if database.url.dialect == "sqlite":
+            # Several server processes may share the file: WAL lets readers proceed during a write.
+            await database.execute("PRAGMA journal_mode=WAL")
+
+        bus = Bus(redis)
+        presence = PresenceTracker(redis, settings.presence_config())
+        hub = Hub(bus, DispatchKeys(settings.key_prefix).deliveries)
+        mechanics = Mechanics(database)
+        favorites = Favorites(database, mechanics)
+        dispatcher = Dispatcher(
+            database=database,
+            redis=redis,
+            hub=hub,
+            presence=presence,
+            registry=mechanics,
+            favorites=favorites,
+            config=settings.dispatch_config(),
+        )
+        keeper = DeadlineKeeper(database, dispatcher, bus)
+        bus.subscribe(bus.expired_channel, presence.on_key_expired)
+        services = Services(settings, redis, database, presence, hub, mechanics, favorites, dispatcher, keeper)
+
+        tasks = [
+            asyncio.create_task(_supervise("pubsub", bus.run)),
+            asyncio.create_task(_supervise("deadlines", keeper.run)),
+            asyncio.create_task(_supervise("last_seen", lambda: _flush_last_seen_forever(services))),
+        ]
+        # Serve only once deliveries can be heard, or an offer published right after start-up could be missed.
+        await asyncio.wait_for(bus.is_subscribed.wait(), timeout=10)
+        try:
+            yield {"services": services}
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await keeper.stop()
+            await presence.flush_last_seen(database)
+            await database.disconnect()
+            await redis.aclose()
+
+    return Starlette(
+        routes=[*http.routes, *socket.routes],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )

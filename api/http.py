@@ -1,0 +1,282 @@
+"""The HTTP API: thin handlers that authenticate, validate, call the domain and shape the JSON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.auth import Principal, Role, decode_token
+from api.openapi import OPENAPI
+from api.responses import Forbidden, optional_text, read_json_object, required_text
+from dispatch.dispatcher import NewRequest
+from dispatch.errors import InvalidInput, MechanicNotFound, RequestNotFound
+from dispatch.mechanics import Mechanic, ProviderType, canonical_id
+from dispatch.messages import customer_message
+from dispatch.models import SessionRequest
+from presence.clock import iso, utc_now
+from presence.tracker import LiveStatus, last_seen_of
+
+if TYPE_CHECKING:
+    from api.app import Services
+
+MAX_STATUS_IDS = 100
+
+
+def services(request: Request) -> Services:
+    return request.state.services  # type: ignore[no-any-return]
+
+
+def authenticate(request: Request, *roles: Role) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    principal = decode_token(
+        token if scheme.lower() == "bearer" else None, str(services(request).settings.jwt_secret)
+    )
+    if roles and principal.role not in roles:
+        raise Forbidden(f"This needs the {' or '.join(r.value for r in roles)} role.")
+    return principal
+
+
+def _provider_type(value: str | None) -> ProviderType:
+    try:
+        return ProviderType(value or ProviderType.INDEPENDENT.value)
+    except ValueError:
+        raise InvalidInput("provider_type must be independent or workshop.") from None
+
+
+def _status_json(mechanic: Mechanic, live: LiveStatus) -> dict[str, Any]:
+    last_seen = last_seen_of(live, mechanic.last_seen_at)
+    return {
+        "mechanic_id": mechanic.id,
+        "name": mechanic.name,
+        "is_online": live.is_online,
+        "last_seen": iso(last_seen),
+        "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+    }
+
+
+# Health
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc = services(request)
+    checks = {"redis": True, "database": True}
+    try:
+        await svc.redis.ping()
+    except (RedisError, OSError):
+        checks["redis"] = False
+    try:
+        await svc.database.fetch_val("SELECT 1")
+    except Exception:
+        checks["database"] = False
+    ready = all(checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+# Mechanics' status
+
+
+async def mechanic_status(request: Request) -> Response:
+    authenticate(request)
+    svc = services(request)
+    mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
+    live = (await svc.presence.statuses([mechanic.id]))[mechanic.id]
+    return JSONResponse(_status_json(mechanic, live))
+
+
+async def mechanics_status(request: Request) -> Response:
+    authenticate(request)
+    svc = services(request)
+    ids = [i.strip() for i in request.query_params.get("ids", "").split(",") if i.strip()]
+    if not ids:
+        raise InvalidInput("ids is required: a comma-separated list of mechanic ids.")
+    if len(ids) > MAX_STATUS_IDS:
+        raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
+    found = {m.id: m for m in await svc.mechanics.get_many(ids)}
+    live = await svc.presence.statuses(list(found))
+    entries = []
+    for requested in ids:
+        canonical = canonical_id(requested)
+        mechanic = found.get(canonical) if canonical else None
+        if mechanic is None:
+            entries.append({"mechanic_id": requested, "error": MechanicNotFound.code,
+                            "message": MechanicNotFound.default_message})
+        else:
+            entries.append(_status_json(mechanic, live[mechanic.id]))
+    return JSONResponse({"mechanics": entries})
+
+
+# Favorites
+
+
+async def list_favorites(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    svc = services(request)
+    favorites = await svc.favorites.list(principal.sub)
+    live = await svc.presence.statuses([f.provider_id for f in favorites])
+    body = []
+    for favorite in favorites:
+        last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
+        body.append(
+            {
+                "provider_id": favorite.provider_id,
+                "provider_type": favorite.provider_type,
+                "name": favorite.name,
+                "booking_count": favorite.booking_count,
+                "created_at": iso(favorite.created_at),
+                "is_online": live[favorite.provider_id].is_online,
+                "last_seen": iso(last_seen),
+                "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+            }
+        )
+    return JSONResponse({"favorites": body})
+
+
+async def add_favorite(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    body = await read_json_object(request)
+    provider_id = required_text(body, "provider_id", 64)
+    provider_type = _provider_type(optional_text(body, "provider_type", 20))
+    svc = services(request)
+    mechanic, is_new = await svc.favorites.add(principal.sub, provider_id, provider_type)
+    payload = {"provider_id": mechanic.id, "provider_type": provider_type.value, "name": mechanic.name}
+    return JSONResponse(payload, status_code=201 if is_new else 200)
+
+
+async def remove_favorite(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    await services(request).favorites.remove(principal.sub, request.path_params["provider_id"])
+    return Response(status_code=204)
+
+
+# Admin
+
+
+async def create_mechanic(request: Request) -> Response:
+    authenticate(request, Role.ADMIN)
+    body = await read_json_object(request)
+    name = required_text(body, "name", 200).strip()
+    if not name:
+        raise InvalidInput("name is required.")
+    provider_type = _provider_type(optional_text(body, "provider_type", 20))
+    mechanic = await services(request).mechanics.create(name, provider_type)
+    return JSONResponse({"id": mechanic.id, "name": mechanic.name, "provider_type": mechanic.provider_type}, 201)
+
+
+async def delete_mechanic(request: Request) -> Response:
+    """Soft-delete: sockets close with 4404, status answers 404, favorites forget them, their requests move on."""
+    authenticate(request, Role.ADMIN)
+    svc = services(request)
+    mechanic = await svc.mechanics.delete(request.path_params["mechanic_id"])
+    await svc.favorites.forget_mechanic(mechanic.id)
+    await svc.presence.forget(mechanic.id)
+    await svc.hub.disconnect(mechanic.id, close_code=4404)
+    await svc.dispatcher.on_mechanic_deleted(mechanic.id)
+    return Response(status_code=204)
+
+
+async def request_events(request: Request) -> Response:
+    authenticate(request, Role.ADMIN)
+    svc = services(request)
+    session_request = await svc.dispatcher.get(request.path_params["request_id"])
+    events = await svc.dispatcher.events.of(session_request.id)
+    return JSONResponse(
+        {
+            "request_id": session_request.id,
+            "events": [
+                {"at": iso(e.at), "kind": e.kind, "mechanic_id": e.mechanic_id, "attempt": e.attempt,
+                 "detail": e.detail}
+                for e in events
+            ],
+        }
+    )
+
+
+# Session requests
+
+
+async def _request_json(svc: Services, request: SessionRequest) -> dict[str, Any]:
+    names = await svc.dispatcher.names_of([i for i in (request.preferred_mechanic_id, request.mechanic_id) if i])
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "phase": request.phase.value if request.phase else None,
+        "routing": request.routing.value,
+        "routing_type": request.routing_type,
+        "session_type": request.session_type,
+        "plan_code": request.plan_code,
+        "preferred_mechanic_id": request.preferred_mechanic_id,
+        "mechanic_id": request.mechanic_id,
+        "mechanic_name": names.get(request.mechanic_id) if request.mechanic_id else None,
+        "attempt": request.attempt,
+        "priority_window_minutes": request.priority_window_minutes,
+        "priority_deadline": iso(request.priority_deadline),
+        "priority_notified_at": iso(request.priority_notified_at),
+        "fallback_broadcast_at": iso(request.fallback_broadcast_at),
+        "created_at": iso(request.created_at),
+        "accepted_at": iso(request.accepted_at),
+        "message": customer_message(request, names),
+    }
+
+
+async def create_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    body = await read_json_object(request)
+    new = NewRequest(
+        customer_id=principal.sub,
+        customer_name=principal.name,
+        session_type=required_text(body, "session_type", 20),
+        plan_code=required_text(body, "plan_code", 20),
+        routing=optional_text(body, "routing", 20) or "broadcast",
+        preferred_mechanic_id=optional_text(body, "preferred_mechanic_id", 64),
+        provider_type=optional_text(body, "provider_type", 20),
+    )
+    svc = services(request)
+    created = await svc.dispatcher.create(new)
+    return JSONResponse(await _request_json(svc, created), status_code=201)
+
+
+async def get_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER, Role.ADMIN)
+    svc = services(request)
+    found = await svc.dispatcher.get(request.path_params["request_id"])
+    if principal.role is not Role.ADMIN and found.customer_id != principal.sub:
+        raise RequestNotFound()
+    return JSONResponse(await _request_json(svc, found))
+
+
+async def cancel_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    svc = services(request)
+    cancelled = await svc.dispatcher.cancel(principal.sub, request.path_params["request_id"])
+    return JSONResponse(await _request_json(svc, cancelled))
+
+
+routes = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/openapi.json", openapi, include_in_schema=False),
+    Route("/api/mechanics/status", mechanics_status),
+    Route("/api/mechanics/{mechanic_id}/status", mechanic_status),
+    Route("/api/customer/favorites", list_favorites, methods=["GET"]),
+    Route("/api/customer/favorites", add_favorite, methods=["POST"]),
+    Route("/api/customer/favorites/{provider_id}", remove_favorite, methods=["DELETE"]),
+    Route("/api/admin/mechanics", create_mechanic, methods=["POST"]),
+    Route("/api/admin/mechanics/{mechanic_id}", delete_mechanic, methods=["DELETE"]),
+    Route("/api/admin/session-requests/{request_id}/events", request_events),
+    Route("/api/session-requests", create_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}", get_request),
+    Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),
+]

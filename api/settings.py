@@ -1,0 +1,117 @@
+"""The one place the environment is read.
+
+Every value is typed and documented in the README's settings table. The domain packages never see the
+environment: `presence_config()` and `dispatch_config()` hand them plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+from dispatch.config import DispatchConfig
+from presence.config import PresenceConfig
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+DEV_SECRET_FILE = VAR_DIR / "dev_jwt_secret"
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    redis_url: str | None
+    database_url: str
+    jwt_secret: Secret
+    jwt_secret_is_generated: bool
+    key_prefix: str
+    heartbeat_interval_s: float
+    presence_ttl_s: float
+    last_seen_flush_s: float
+    priority_window_s: float
+    notify_wait_window_s: float
+    offer_ack_timeout_s: float
+    offer_resends: int
+    log_level: str
+    graceful_shutdown_s: float
+
+    def presence_config(self) -> PresenceConfig:
+        return PresenceConfig(
+            key_prefix=self.key_prefix,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            ttl_s=self.presence_ttl_s,
+            last_seen_flush_s=self.last_seen_flush_s,
+        )
+
+    def dispatch_config(self) -> DispatchConfig:
+        return DispatchConfig(
+            key_prefix=self.key_prefix,
+            priority_window_s=self.priority_window_s,
+            notify_wait_window_s=self.notify_wait_window_s,
+            offer_ack_timeout_s=self.offer_ack_timeout_s,
+            offer_resends=self.offer_resends,
+        )
+
+
+def _dev_secret() -> str:
+    """A development secret kept under var/ so that tokens printed by `make run` stay valid across restarts."""
+    if DEV_SECRET_FILE.exists():
+        return DEV_SECRET_FILE.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    DEV_SECRET_FILE.write_text(value)
+    DEV_SECRET_FILE.chmod(0o600)
+    return value
+
+
+def load_settings(env_file: str | None = None) -> Settings:
+    """Read and validate the environment; a bad value fails here, at start-up, not mid-request."""
+    config = Config(env_file)
+    raw_secret = config("JWT_SECRET", cast=str, default="")
+    is_generated = not raw_secret
+    settings = Settings(
+        port=config("PORT", cast=int, default=8000),
+        redis_url=config("REDIS_URL", cast=str, default="") or None,
+        database_url=config("DATABASE_URL", cast=str, default="") or f"sqlite:///{VAR_DIR / 'favdispatch.db'}",
+        jwt_secret=Secret(raw_secret or _dev_secret()),
+        jwt_secret_is_generated=is_generated,
+        key_prefix=config("REDIS_KEY_PREFIX", cast=str, default="favdispatch"),
+        heartbeat_interval_s=config("HEARTBEAT_INTERVAL_S", cast=float, default=10.0),
+        presence_ttl_s=config("PRESENCE_TTL_S", cast=float, default=30.0),
+        last_seen_flush_s=config("LAST_SEEN_FLUSH_S", cast=float, default=5.0),
+        priority_window_s=config("PRIORITY_WINDOW_S", cast=float, default=600.0),
+        notify_wait_window_s=config("NOTIFY_WAIT_WINDOW_S", cast=float, default=1800.0),
+        offer_ack_timeout_s=config("OFFER_ACK_TIMEOUT_S", cast=float, default=5.0),
+        offer_resends=config("OFFER_RESENDS", cast=int, default=2),
+        log_level=config("LOG_LEVEL", cast=str, default="INFO").upper(),
+        graceful_shutdown_s=config("GRACEFUL_SHUTDOWN_S", cast=float, default=5.0),
+    )
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    positive = {
+        "HEARTBEAT_INTERVAL_S": settings.heartbeat_interval_s,
+        "PRESENCE_TTL_S": settings.presence_ttl_s,
+        "LAST_SEEN_FLUSH_S": settings.last_seen_flush_s,
+        "PRIORITY_WINDOW_S": settings.priority_window_s,
+        "NOTIFY_WAIT_WINDOW_S": settings.notify_wait_window_s,
+        "OFFER_ACK_TIMEOUT_S": settings.offer_ack_timeout_s,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if settings.presence_ttl_s <= settings.heartbeat_interval_s:
+        raise ValueError("PRESENCE_TTL_S must exceed HEARTBEAT_INTERVAL_S, or live mechanics would flap offline")
+    if settings.offer_resends < 0:
+        raise ValueError("OFFER_RESENDS must be zero or more")
+    if settings.log_level not in logging.getLevelNamesMapping():
+        raise ValueError(f"LOG_LEVEL {settings.log_level!r} is not a logging level")

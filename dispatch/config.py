@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    key_prefix: str
+    priority_window_s: float
+    notify_wait_window_s: float
+    offer_ack_timeout_s: float
+    offer_resends: int

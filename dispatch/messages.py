@@ -1,0 +1,29 @@
+"""The sentence the customer app shows for a request, written once so every client says the same thing."""
+
+from __future__ import annotations
+
+from dispatch.models import FallbackReason, Phase, Routing, SessionRequest, Status
+
+
+def customer_message(request: SessionRequest, names: dict[str, str]) -> str:
+    favorite = names.get(request.preferred_mechanic_id or "", "your mechanic")
+    if request.status is Status.ACCEPTED:
+        return f"{names.get(request.mechanic_id or '', 'A mechanic')} accepted your request."
+    if request.status is Status.COMPLETED:
+        return "Your session is complete."
+    if request.status is Status.CANCELLED:
+        return "This request was cancelled."
+    if request.phase is Phase.PRIORITY:
+        if request.routing is Routing.NOTIFY_AND_WAIT and request.priority_notified_at is None:
+            return f"{favorite} is offline. We'll notify {favorite} the moment they come online…"
+        return f"Waiting for {favorite}…"
+    reason = request.reroute_reason
+    if reason is FallbackReason.MECHANIC_CANCELLED:
+        return "Your mechanic had to cancel. Finding you another mechanic…"
+    if reason is FallbackReason.DECLINED:
+        return f"{favorite} isn't available right now. Finding you another mechanic…"
+    if reason is FallbackReason.MECHANIC_DELETED:
+        return "This mechanic is no longer available. Finding you another mechanic…"
+    if reason in (FallbackReason.WINDOW, FallbackReason.MISSED_ACKS):
+        return f"{favorite} didn't respond in time. Finding you another mechanic…"
+    return "Finding an available mechanic…"

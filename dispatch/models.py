@@ -1,0 +1,157 @@
+"""The states a session request moves through, and its read model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from presence.clock import as_utc
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+class Phase(StrEnum):
+    PRIORITY = "priority"
+    BROADCAST = "broadcast"
+
+
+class Routing(StrEnum):
+    """The customer's choice in the availability modal."""
+
+    PRIORITY = "priority"
+    NOTIFY_AND_WAIT = "notify_and_wait"
+    BROADCAST = "broadcast"
+
+
+class RoutingType(StrEnum):
+    """The seed's `routing_type` column."""
+
+    PRIORITY_BROADCAST = "priority_broadcast"
+    BROADCAST = "broadcast"
+
+
+class SessionType(StrEnum):
+    CHAT = "chat"
+    VIDEO = "video"
+    DIAGNOSTIC = "diagnostic"
+
+
+class PlanCode(StrEnum):
+    QUICK = "quick"
+    STANDARD = "standard"
+    EXTENDED = "extended"
+
+
+class FallbackReason(StrEnum):
+    """Why a request left its priority phase (or came back to the broadcast after being accepted)."""
+
+    WINDOW = "window"
+    DECLINED = "declined"
+    MISSED_ACKS = "missed_acks"
+    MECHANIC_CANCELLED = "mechanic_cancelled"
+    MECHANIC_DELETED = "mechanic_deleted"
+
+
+class EventKind(StrEnum):
+    CREATED = "created"
+    OFFERED = "offered"
+    ACKED = "acked"
+    RESENT = "resent"
+    DECLINED = "declined"
+    FELL_BACK = "fell_back"
+    BROADCAST = "broadcast"
+    ACCEPTED = "accepted"
+    MECHANIC_CANCELLED = "mechanic_cancelled"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+class OfferKind(StrEnum):
+    PRIORITY = "priority"
+    BROADCAST = "broadcast"
+
+
+class RevokeReason(StrEnum):
+    TAKEN = "taken"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+def offer_id(request_id: str, attempt: int) -> str:
+    """Offer ids name the request and attempt, so any process can match an ack without shared state."""
+    return f"{request_id}.{attempt}"
+
+
+def parse_offer_id(value: str) -> tuple[str, int] | None:
+    request_id, sep, attempt = value.rpartition(".")
+    if not sep or not attempt.isdigit():
+        return None
+    return request_id, int(attempt)
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    id: str
+    customer_id: str
+    customer_name: str | None
+    session_type: str
+    plan_code: str
+    status: Status
+    phase: Phase | None
+    routing: Routing
+    routing_type: str
+    provider_type: str | None
+    preferred_mechanic_id: str | None
+    mechanic_id: str | None
+    attempt: int
+    priority_window_minutes: int | None
+    priority_deadline: datetime | None
+    priority_notified_at: datetime | None
+    fallback_broadcast_at: datetime | None
+    reroute_reason: FallbackReason | None
+    created_at: datetime
+    accepted_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> SessionRequest:
+        m = row._mapping
+
+        def ts(name: str) -> datetime | None:
+            return as_utc(m[name]) if m[name] is not None else None
+
+        def text(name: str) -> str | None:
+            return str(m[name]) if m[name] is not None else None
+
+        return cls(
+            id=str(m["id"]),
+            customer_id=str(m["customer_id"]),
+            customer_name=m["customer_name"],
+            session_type=m["session_type"],
+            plan_code=m["plan_code"],
+            status=Status(m["status"]),
+            phase=Phase(m["phase"]) if m["phase"] else None,
+            routing=Routing(m["routing"]),
+            routing_type=m["routing_type"],
+            provider_type=m["provider_type"],
+            preferred_mechanic_id=text("preferred_mechanic_id"),
+            mechanic_id=text("mechanic_id"),
+            attempt=m["attempt"],
+            priority_window_minutes=m["priority_window_minutes"],
+            priority_deadline=ts("priority_deadline"),
+            priority_notified_at=ts("priority_notified_at"),
+            fallback_broadcast_at=ts("fallback_broadcast_at"),
+            reroute_reason=FallbackReason(m["reroute_reason"]) if m["reroute_reason"] else None,
+            created_at=as_utc(m["created_at"]),
+            accepted_at=ts("accepted_at"),
+            completed_at=ts("completed_at"),
+            cancelled_at=ts("cancelled_at"),
+        )

@@ -1,0 +1,82 @@
+"""Dispatch's tables, on the metadata presence defines (imports point dispatch -> presence)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from presence.tables import UUID, metadata
+
+favorites = sa.Table(
+    "favorites",
+    metadata,
+    sa.Column("customer_id", UUID, nullable=False),
+    sa.Column("provider_id", UUID, sa.ForeignKey("mechanics.id"), nullable=False),
+    sa.Column("provider_type", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("booking_count", sa.Integer, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("customer_id", "provider_id", name="uq_favorites_customer_provider"),
+)
+
+session_requests = sa.Table(
+    "session_requests",
+    metadata,
+    # The seed's columns.
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("customer_id", UUID, nullable=False),
+    sa.Column("session_type", sa.String(20), nullable=False),
+    sa.Column("plan_code", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("preferred_workshop_id", UUID, nullable=True),
+    sa.Column("preferred_mechanic_id", UUID, sa.ForeignKey("mechanics.id"), nullable=True),
+    sa.Column("routing_type", sa.String(30), nullable=False),
+    sa.Column("priority_window_minutes", sa.Integer, nullable=True),
+    sa.Column("priority_notified_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("fallback_broadcast_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("mechanic_id", UUID, sa.ForeignKey("mechanics.id"), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True),
+    # Routing state: the database is the source of truth for every deadline.
+    sa.Column("routing", sa.String(20), nullable=False),
+    sa.Column("provider_type", sa.String(20), nullable=True),
+    sa.Column("customer_name", sa.String(200), nullable=True),
+    sa.Column("phase", sa.String(20), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("priority_deadline", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("offer_acked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("offer_resends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ack_deadline", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("reroute_reason", sa.String(30), nullable=True),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index(
+        "idx_session_requests_preferred_mechanic",
+        "preferred_mechanic_id",
+        postgresql_where=sa.text("preferred_mechanic_id IS NOT NULL"),
+        sqlite_where=sa.text("preferred_mechanic_id IS NOT NULL"),
+    ),
+    sa.Index("idx_session_requests_open_deadlines", "status", "phase", "priority_deadline"),
+    sa.Index("idx_session_requests_customer", "customer_id", "created_at"),
+)
+
+request_events = sa.Table(
+    "request_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", UUID, sa.ForeignKey("session_requests.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("mechanic_id", UUID, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=True),
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Index("idx_request_events_request", "request_id", "id"),
+)
+
+# Mechanics who declined or gave back a request: never offered it again, and refused if they accept.
+request_exclusions = sa.Table(
+    "request_exclusions",
+    metadata,
+    sa.Column("request_id", UUID, sa.ForeignKey("session_requests.id"), nullable=False),
+    sa.Column("mechanic_id", UUID, nullable=False),
+    sa.Column("reason", sa.String(20), nullable=False),
+    sa.PrimaryKeyConstraint("request_id", "mechanic_id", name="pk_request_exclusions"),
+)

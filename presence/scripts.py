@@ -1,0 +1,65 @@
+"""Lua scripts: each changes several presence keys in one atomic round trip."""
+
+from __future__ import annotations
+
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] last_seen hash, KEYS[4] dirty set, KEYS[5] transitions channel
+# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms)
+# Returns 1 when this call made the mechanic go online (and published that transition), else 0.
+TOUCH = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local was_online = redis.call('EXISTS', KEYS[1])
+local ttl = tonumber(ARGV[4])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + ttl, ARGV[2])
+-- The devices set outlives the online key so that a crash's expiry can still claim it (see EXPIRED).
+redis.call('PEXPIRE', KEYS[2], ttl * 2)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[1])
+if was_online == 0 then
+  redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = true, at = tonumber(ARGV[3])}))
+  return 1
+end
+return 0
+"""
+
+# KEYS as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms)
+# Removes one device; when none is left the mechanic is offline at once. Returns 1 if this call took them offline.
+RELEASE = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[2])
+  if redis.call('DEL', KEYS[1]) == 1 then
+    redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[3])}))
+    return 1
+  end
+end
+return 0
+"""
+
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel. ARGV[1] mechanic id, ARGV[2] now (ms)
+# Called by every process that hears the online key expire (a crash): the DEL of the devices set decides which
+# one publishes, so the offline transition goes out once.
+EXPIRED = """
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PUBLISH', KEYS[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[2])}))
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] dirty set, KEYS[2] last_seen hash. ARGV[1] batch size
+# Pops a batch of changed mechanics with their last_seen: a flat list id1, ms1, id2, ms2, ...
+POP_DIRTY = """
+local ids = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+if #ids == 0 then return {} end
+local values = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = values[i] or false
+end
+return out
+"""

@@ -1,0 +1,139 @@
+"""Presence in Redis: connect, heartbeat and release devices; read who is online and when they were last seen.
+
+A mechanic is online while any device heartbeats. Each heartbeat is one Lua call (one round trip) that refreshes
+the online key's TTL and records last_seen in a Redis hash, never the database; `flush_last_seen` persists the
+changed ones in batches, so last_seen survives going offline and a Redis restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from databases import Database
+from redis.asyncio import Redis
+
+from presence import scripts
+from presence.clock import from_ms, now_ms
+from presence.config import PresenceConfig
+from presence.keys import PresenceKeys
+from presence.tables import mechanics
+
+log = logging.getLogger(__name__)
+
+FLUSH_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    is_online: bool
+    last_seen_ms: int | None
+
+
+class PresenceTracker:
+    def __init__(self, redis: Redis, config: PresenceConfig) -> None:
+        self._redis = redis
+        self.config = config
+        self.keys = PresenceKeys(config.key_prefix)
+        self._ttl_ms = int(config.ttl_s * 1000)
+        self._touch = redis.register_script(scripts.TOUCH)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._expired = redis.register_script(scripts.EXPIRED)
+        self._pop_dirty = redis.register_script(scripts.POP_DIRTY)
+
+    def _device_keys(self, mechanic_id: str) -> list[str]:
+        k = self.keys
+        return [k.online(mechanic_id), k.devices(mechanic_id), k.last_seen, k.last_seen_dirty, k.transitions]
+
+    async def track(self, mechanic_id: str, connection_id: str) -> bool:
+        """Register a device, or refresh it on heartbeat. True when this made the mechanic go online."""
+        went_online = await self._touch(
+            keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms(), self._ttl_ms]
+        )
+        return bool(went_online)
+
+    async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
+        """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""
+        went_offline = await self._release(
+            keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms()]
+        )
+        return bool(went_offline)
+
+    async def forget(self, mechanic_id: str) -> None:
+        """Drop every device of a deleted mechanic at once."""
+        await self._redis.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id))
+
+    async def on_key_expired(self, key: str) -> None:
+        """Called for every expired key; announces a crashed mechanic's offline transition exactly once."""
+        prefix = self.keys.online_prefix()
+        if not key.startswith(prefix):
+            return
+        mechanic_id = key[len(prefix) :]
+        await self._expired(
+            keys=[key, self.keys.devices(mechanic_id), self.keys.transitions], args=[mechanic_id, now_ms()]
+        )
+
+    async def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:
+        """Live status of many mechanics in one round trip. `last_seen_ms` is None if Redis has not seen them."""
+        if not mechanic_ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for mechanic_id in mechanic_ids:
+                pipe.exists(self.keys.online(mechanic_id))
+            pipe.hmget(self.keys.last_seen, mechanic_ids)
+            replies = await pipe.execute()
+        last_seen = replies[-1]
+        return {
+            mechanic_id: LiveStatus(
+                is_online=bool(replies[i]), last_seen_ms=int(last_seen[i]) if last_seen[i] is not None else None
+            )
+            for i, mechanic_id in enumerate(mechanic_ids)
+        }
+
+    async def is_online(self, mechanic_id: str) -> bool:
+        return bool(await self._redis.exists(self.keys.online(mechanic_id)))
+
+    async def flush_last_seen(self, database: Database) -> int:
+        """Persist every last_seen that changed since the previous flush; returns how many were written."""
+        written = 0
+        while True:
+            flat = await self._pop_dirty(keys=[self.keys.last_seen_dirty, self.keys.last_seen], args=[FLUSH_BATCH])
+            pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+            seen = {_text(mid): from_ms(int(ms)) for mid, ms in pairs if ms}
+            if seen:
+                await database.execute(_advance_last_seen(seen, database.url.dialect))
+                written += len(seen)
+            if len(pairs) < FLUSH_BATCH:
+                return written
+
+
+def _advance_last_seen(seen: dict[str, datetime], dialect: str) -> sa.Update:
+    """One UPDATE for a whole batch; last_seen_at only moves forward, so flushes from several processes may
+    interleave."""
+    column = mechanics.c.last_seen_at
+    timestamp = sa.DateTime(timezone=True)
+
+    def typed(at: datetime) -> sa.ColumnElement[datetime]:
+        # PostgreSQL needs the type spelled out inside CASE; SQLite's CAST AS DATETIME would make it a number.
+        literal = sa.literal(at, timestamp)
+        return sa.cast(literal, timestamp) if dialect == "postgresql" else literal
+
+    new = sa.case({mid: typed(at) for mid, at in seen.items()}, value=mechanics.c.id)
+    return (
+        sa.update(mechanics)
+        .where(mechanics.c.id.in_(list(seen)))
+        .values(last_seen_at=sa.case((sa.or_(column.is_(None), column < new), new), else_=column))
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def last_seen_of(live: LiveStatus, persisted: datetime | None) -> datetime | None:
+    """Redis knows the freshest last_seen; after a Redis restart the database's copy stands in."""
+    if live.last_seen_ms is not None:
+        return from_ms(live.last_seen_ms)
+    return persisted

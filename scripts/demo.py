@@ -1,0 +1,62 @@
+"""Demo data for `make run`: a few mechanics and a customer with fixed ids, and tokens to play them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from databases import Database
+
+from api.auth import Role, mint_token
+from presence.clock import utc_now
+from presence.tables import mechanics
+
+DEMO_MECHANICS = {
+    "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0001": ("Sam Rivera", "independent"),
+    "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0002": ("Alex Chen", "independent"),
+    "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0003": ("Priya Patel", "workshop"),
+}
+DEMO_CUSTOMER = ("c5e1d0a2-7f3b-4e6a-8d2c-1b9e0f4a0001", "Jordan Lee")
+DEMO_ADMIN = ("a0d1e2f3-0000-4000-8000-000000000001", "Ops")
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    role: str
+    id: str
+    name: str
+    token: str
+
+
+async def seed(database_url: str) -> None:
+    """Insert the demo mechanics if missing (idempotent)."""
+    database = Database(database_url)
+    await database.connect()
+    try:
+        existing = {
+            str(r["id"])
+            for r in await database.fetch_all(
+                sa.select(mechanics.c.id).where(mechanics.c.id.in_(list(DEMO_MECHANICS)))
+            )
+        }
+        for mechanic_id, (name, provider_type) in DEMO_MECHANICS.items():
+            if mechanic_id not in existing:
+                await database.execute(
+                    mechanics.insert().values(
+                        id=mechanic_id, name=name, provider_type=provider_type, created_at=utc_now()
+                    )
+                )
+    finally:
+        await database.disconnect()
+
+
+def demo_users(secret: str) -> list[DemoUser]:
+    users = [DemoUser("mechanic", i, name, mint_token(secret, sub=i, role=Role.MECHANIC, name=name))
+             for i, (name, _) in DEMO_MECHANICS.items()]
+    customer_id, customer_name = DEMO_CUSTOMER
+    users.append(DemoUser("customer", customer_id, customer_name,
+                          mint_token(secret, sub=customer_id, role=Role.CUSTOMER, name=customer_name)))
+    admin_id, admin_name = DEMO_ADMIN
+    users.append(DemoUser("admin", admin_id, admin_name, mint_token(secret, sub=admin_id, role=Role.ADMIN,
+                                                                    name=admin_name)))
+    return users

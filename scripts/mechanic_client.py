@@ -1,0 +1,69 @@
+"""A mechanic app on the command line: connects, heartbeats, acks every offer, and prints what arrives.
+
+    python scripts/mechanic_client.py --token <mechanic JWT> [--url ws://127.0.0.1:8000/ws/mechanic]
+                                      [--auto accept|decline|none]
+
+With `--auto accept` it accepts every offer it receives (the first accept wins), with `decline` it declines.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+
+async def _heartbeat(ws: ClientConnection, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await ws.send(json.dumps({"type": "heartbeat"}))
+
+
+async def run(url: str, token: str, auto: str) -> int:
+    async with connect(f"{url}?token={token}", compression=None) as ws:
+        heartbeats: asyncio.Task[None] | None = None
+        try:
+            async for frame in ws:
+                message = json.loads(frame)
+                print(json.dumps(message), flush=True)
+                kind = message.get("type")
+                if kind == "welcome":
+                    heartbeats = asyncio.create_task(_heartbeat(ws, float(message["heartbeat_interval_s"])))
+                elif kind == "offer":
+                    await ws.send(json.dumps({"type": "ack", "offer_id": message["offer_id"]}))
+                    if auto in ("accept", "decline"):
+                        await ws.send(json.dumps({"type": auto, "request_id": message["request_id"]}))
+        except ConnectionClosed:
+            pass
+        finally:
+            if heartbeats is not None:
+                heartbeats.cancel()
+        print(f"closed: code={ws.close_code} reason={ws.close_reason!r}", file=sys.stderr)
+        return 0 if ws.close_code in (1000, 1001, None) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--token", required=True)
+    default_url = f"ws://127.0.0.1:{os.environ.get('PORT', '8000')}/ws/mechanic"
+    parser.add_argument("--url", default=default_url)
+    parser.add_argument("--auto", choices=["accept", "decline", "none"], default="none")
+    args = parser.parse_args()
+    try:
+        sys.exit(asyncio.run(run(args.url, args.token, args.auto)))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""`make run`: start a private Redis if none is configured, migrate, seed the demo, print tokens, and serve.
+
+    python -m scripts.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--no-demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+
+import uvicorn
+
+from api.database import migrate
+from api.settings import VAR_DIR, Settings, load_settings
+from dispatch.protocol import MAX_FRAME_BYTES
+from scripts.demo import demo_users, seed
+from scripts.embedded_redis import EmbeddedRedis
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[str]:
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    with EmbeddedRedis() as redis:
+        print(f"No REDIS_URL: started a private Redis server at {redis.url} (stopped on exit)")
+        yield redis.url
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_FRAME_BYTES,
+        "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
+        "log_level": settings.log_level.lower(),
+        "lifespan": "on",
+    }
+
+
+def _print_demo(settings: Settings, host: str, port: int) -> None:
+    lines = ["", "Demo users (tokens valid 7 days):"]
+    exports = []
+    for user in demo_users(str(settings.jwt_secret)):
+        lines.append(f"  {user.role:<9} {user.name:<12} id={user.id}")
+        lines.append(f"            token={user.token}")
+        var = {"mechanic": f"MECHANIC_{user.name.split()[0].upper()}", "customer": "CUSTOMER", "admin": "ADMIN"}
+        exports.append(f"export {var[user.role]}_ID={user.id}\nexport {var[user.role]}_TOKEN={user.token}")
+    VAR_DIR.mkdir(exist_ok=True)
+    (VAR_DIR / "demo.env").write_text("\n".join(exports) + f"\nexport BASE=http://{host}:{port}\n")
+    lines.append(f"  (also written as shell exports to var/demo.env: `source var/demo.env`)")
+    lines.append(f"\nServing on http://{host}:{port}  (OpenAPI: /openapi.json, socket: ws://{host}:{port}/ws/mechanic)")
+    print("\n".join(lines), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-demo", action="store_true")
+    args = parser.parse_args()
+    settings = load_settings()
+    port = args.port or settings.port
+    if settings.jwt_secret_is_generated:
+        print("JWT_SECRET is not set: using a generated development secret kept in var/dev_jwt_secret")
+    migrate(settings.database_url)
+    if not args.no_demo:
+        asyncio.run(seed(settings.database_url))
+    with redis_for(settings) as redis_url:
+        # Worker processes read their settings from the environment, like a deployment.
+        os.environ["REDIS_URL"] = redis_url
+        if not args.no_demo:
+            _print_demo(settings, args.host, port)
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=port,
+            workers=args.workers,
+            **uvicorn_options(settings),  # type: ignore[arg-type]
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Test helpers: a real uvicorn server (in-process or as a subprocess), an HTTP client, and a mechanic app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from api.app import create_app
+from api.auth import Role, mint_token
+from api.settings import Settings
+from scripts.embedded_redis import free_port
+from scripts.serve import uvicorn_options
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class MechanicApp:
+    """A mechanic's device: collects every frame; `expect` waits for the next one of a type."""
+
+    ws: ClientConnection
+    mechanic_id: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    _inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    _reader: asyncio.Task[None] | None = None
+    auto_ack: bool = True
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                message = json.loads(frame)
+                self.received.append(message)
+                if self.auto_ack and message.get("type") == "offer":
+                    await self.send({"type": "ack", "offer_id": message["offer_id"]})
+                await self._inbox.put(message)
+        except Exception:
+            pass
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def expect(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} {match} within {timeout}s; got {self.received}")
+            try:
+                message = await asyncio.wait_for(self._inbox.get(), remaining)
+            except TimeoutError:
+                continue
+            if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                return message
+
+    async def expect_nothing(self, kind: str, within: float, **match: Any) -> None:
+        await asyncio.sleep(within)
+        hits = [m for m in self.received if m.get("type") == kind and all(m.get(k) == v for k, v in match.items())]
+        assert not hits, f"unexpected {kind}: {hits}"
+
+    def count(self, kind: str, **match: Any) -> int:
+        return sum(1 for m in self.received if m.get("type") == kind and all(m.get(k) == v for k, v in match.items()))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    base_url: str
+    ws_url: str
+    http: httpx.AsyncClient
+    admin_token: str
+    customer_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    apps: list[MechanicApp] = field(default_factory=list)
+
+    @property
+    def secret(self) -> str:
+        return str(self.settings.jwt_secret)
+
+    def token(self, role: Role, sub: str | None = None, name: str | None = None) -> str:
+        return mint_token(self.secret, sub=sub or str(uuid.uuid4()), role=role, name=name)
+
+    def auth(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def customer(self) -> dict[str, str]:
+        return self.auth(self.token(Role.CUSTOMER, self.customer_id, "Jordan"))
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.auth(self.admin_token)
+
+    async def create_mechanic(self, name: str = "Sam", provider_type: str = "independent") -> str:
+        response = await self.http.post(
+            "/api/admin/mechanics", json={"name": name, "provider_type": provider_type}, headers=self.admin
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def connect(self, mechanic_id: str, *, auto_ack: bool = True, ws_url: str | None = None) -> MechanicApp:
+        token = self.token(Role.MECHANIC, mechanic_id)
+        ws = await connect(f"{ws_url or self.ws_url}?token={token}", compression=None, open_timeout=5)
+        app = MechanicApp(ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack)
+        app.start()
+        await app.expect("welcome")
+        self.apps.append(app)
+        return app
+
+    async def status(self, mechanic_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/mechanics/{mechanic_id}/status", headers=self.customer)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def book(self, **body: Any) -> dict[str, Any]:
+        body.setdefault("session_type", "video")
+        body.setdefault("plan_code", "standard")
+        response = await self.http.post("/api/session-requests", json=body, headers=self.customer)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def request(self, request_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/session-requests/{request_id}", headers=self.customer)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def events(self, request_id: str) -> list[dict[str, Any]]:
+        response = await self.http.get(f"/api/admin/session-requests/{request_id}/events", headers=self.admin)
+        assert response.status_code == 200, response.text
+        return list(response.json()["events"])
+
+    async def wait_for(self, request_id: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.request(request_id)
+            if all(current.get(k) == v for k, v in fields.items()):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"request never reached {fields}: {current}")
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def start_server(settings: Settings) -> AsyncIterator[Harness]:
+    """A real uvicorn server in this event loop, on a free loopback port, with the production uvicorn settings."""
+    port = free_port()
+    options = uvicorn_options(settings)
+    options["log_level"] = "warning"
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        harness = Harness(
+            settings=settings,
+            base_url=base_url,
+            ws_url=f"ws://127.0.0.1:{port}/ws/mechanic",
+            http=http,
+            admin_token=mint_token(str(settings.jwt_secret), sub=str(uuid.uuid4()), role=Role.ADMIN),
+        )
+        try:
+            yield harness
+        finally:
+            for app in harness.apps:
+                await app.close()
+            server.should_exit = True
+            await task
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """The environment a server subprocess needs to share this test's Redis, database and windows."""
+    assert settings.redis_url is not None
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(
+        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database_url,
+        REDIS_KEY_PREFIX=settings.key_prefix,
+        JWT_SECRET=str(settings.jwt_secret),
+        HEARTBEAT_INTERVAL_S=str(settings.heartbeat_interval_s),
+        PRESENCE_TTL_S=str(settings.presence_ttl_s),
+        LAST_SEEN_FLUSH_S=str(settings.last_seen_flush_s),
+        PRIORITY_WINDOW_S=str(settings.priority_window_s),
+        NOTIFY_WAIT_WINDOW_S=str(settings.notify_wait_window_s),
+        OFFER_ACK_TIMEOUT_S=str(settings.offer_ack_timeout_s),
+        OFFER_RESENDS=str(settings.offer_resends),
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/mechanic"
+
+
+async def spawn_server(settings: Settings) -> ServerProcess:
+    """A server in a process of its own (to run several, or to kill one with SIGKILL)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
+         "--log-level", "warning"],
+        cwd=PROJECT_ROOT,
+        env=server_env(settings),
+    )
+    deadline = time.monotonic() + 20
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return ServerProcess(process, port)
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def stop_server(server: ServerProcess) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
