@@ -56,7 +56,7 @@ class MechanicApp:
     async def send(self, message: dict[str, Any] | str) -> None:
         await self.ws.send(message if isinstance(message, str) else json.dumps(message))
 
-    async def expect(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, kind: str, /, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -69,12 +69,12 @@ class MechanicApp:
             if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
                 return message
 
-    async def expect_nothing(self, kind: str, within: float, **match: Any) -> None:
+    async def expect_nothing(self, kind: str, within: float, /, **match: Any) -> None:
         await asyncio.sleep(within)
         hits = [m for m in self.received if m.get("type") == kind and all(m.get(k) == v for k, v in match.items())]
         assert not hits, f"unexpected {kind}: {hits}"
 
-    def count(self, kind: str, **match: Any) -> int:
+    def count(self, kind: str, /, **match: Any) -> int:
         return sum(1 for m in self.received if m.get("type") == kind and all(m.get(k) == v for k, v in match.items()))
 
     async def close(self) -> None:
