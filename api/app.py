@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from databases import Database
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
 from api import http, socket
@@ -59,7 +60,10 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
 async def _flush_last_seen_forever(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.last_seen_flush_s)
-        await services.presence.flush_last_seen(services.database)
+        try:
+            await services.presence.flush_last_seen(services.database)
+        except (RedisError, OSError) as error:
+            log.warning("last_seen flush skipped, Redis unreachable (%s)", error)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -38,6 +38,7 @@ class MechanicApp:
     _inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _reader: asyncio.Task[None] | None = None
     auto_ack: bool = True
+    auto_accept: bool = False
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read())
@@ -49,6 +50,8 @@ class MechanicApp:
                 self.received.append(message)
                 if self.auto_ack and message.get("type") == "offer":
                     await self.send({"type": "ack", "offer_id": message["offer_id"]})
+                if self.auto_accept and message.get("type") == "offer":
+                    await self.send({"type": "accept", "request_id": message["request_id"]})
                 await self._inbox.put(message)
         except Exception:
             pass
@@ -118,10 +121,12 @@ class Harness:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
-    async def connect(self, mechanic_id: str, *, auto_ack: bool = True, ws_url: str | None = None) -> MechanicApp:
+    async def connect(
+        self, mechanic_id: str, *, auto_ack: bool = True, auto_accept: bool = False, ws_url: str | None = None
+    ) -> MechanicApp:
         token = self.token(Role.MECHANIC, mechanic_id)
         ws = await connect(f"{ws_url or self.ws_url}?token={token}", compression=None, open_timeout=5)
-        app = MechanicApp(ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack)
+        app = MechanicApp(ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack, auto_accept=auto_accept)
         app.start()
         await app.expect("welcome")
         self.apps.append(app)
