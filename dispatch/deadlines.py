@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.25
 HORIZON_S = 5.0
 GRACE_S = 0.25
+TOUCH_RETRIES = 20
 BATCH = 1000
 
 
@@ -119,8 +120,12 @@ class DeadlineKeeper:
 
     async def _close_window(self, request_id: str, attempt: int) -> None:
         if self.expiry_events_enabled:
-            # Touching an expired key makes Redis delete it and fire `expired` now rather than whenever.
-            await self._dispatcher.touch_window(request_id, attempt)
+            # Touching an expired key makes Redis delete it and fire `expired` now rather than whenever. Timers
+            # may wake a hair early, and the key expires on the millisecond after the deadline: touch until gone.
+            for _ in range(TOUCH_RETRIES):
+                if not await self._dispatcher.touch_window(request_id, attempt):
+                    break
+                await asyncio.sleep(0.001)
             await asyncio.sleep(GRACE_S)
         await self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW)
 

@@ -333,8 +333,12 @@ class Dispatcher:
         await self._redis.set(self.keys.window(request.id, request.attempt), "1", pxat=deadline_ms)
         self.deadlines_changed.set()
 
-    async def touch_window(self, request_id: str, attempt: int) -> None:
-        await self._redis.exists(self.keys.window(request_id, attempt))
+    async def touch_window(self, request_id: str, attempt: int) -> bool:
+        """Look the window key up, which makes Redis expire it (and fire `expired`) if its time has come.
+
+        True while the key still exists.
+        """
+        return bool(await self._redis.exists(self.keys.window(request_id, attempt)))
 
     async def rearm_windows(self) -> int:
         """Rebuild every open window key from the database (start-up, or Redis lost its keys); returns the count."""

@@ -1,0 +1,145 @@
+"""Fallback lateness: from a priority window's deadline to the broadcast offer on a mechanic's socket.
+
+    python -m bench.fallback_lateness [--requests 200] [--other-keys 1000000] [--redis-url URL]
+
+Starts a server process on a private Redis (or `--redis-url`) and a temporary SQLite database, fills Redis with
+`--other-keys` keys carrying TTLs (as presence keys are), books `--requests` priority requests whose favorite
+never answers, and prints p50/p99/max lateness in milliseconds, once without and once with the other keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+
+from api.auth import Role, mint_token
+from api.database import migrate
+from scripts.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW_S = 3.0
+
+
+async def fill(redis: Redis, count: int, prefix: str) -> None:
+    """`count` keys with TTLs between 10 and 60 minutes, never touched again."""
+    batch = 10_000
+    for start in range(0, count, batch):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(start + batch, count)):
+                pipe.set(f"{prefix}:{i}", "1", ex=600 + i % 3000)
+            await pipe.execute()
+
+
+async def measure(redis_url: str, requests: int) -> list[float]:
+    secret = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite:///{tmp}/bench.db"
+        await asyncio.to_thread(migrate, database_url)
+        port = free_port()
+        env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url, "JWT_SECRET": secret,
+               "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}", "PRIORITY_WINDOW_S": str(WINDOW_S),
+               "OFFER_ACK_TIMEOUT_S": "60", "LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
+             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "warning"],
+            cwd=ROOT, env=env,
+        )
+        try:
+            return await _run(port, secret, requests)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+async def _run(port: int, secret: str, requests: int) -> list[float]:
+    base = f"http://127.0.0.1:{port}"
+    admin = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.ADMIN)}"}
+    customer = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for _ in range(100):
+            try:
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        favorite = (await http.post("/api/admin/mechanics", json={"name": "Away"}, headers=admin)).json()["id"]
+        helper = (await http.post("/api/admin/mechanics", json={"name": "Helper"}, headers=admin)).json()["id"]
+        token = mint_token(secret, sub=helper, role=Role.MECHANIC)
+        arrivals: dict[str, float] = {}
+        async with connect(f"ws://127.0.0.1:{port}/ws/mechanic?token={token}", compression=None) as ws:
+            await ws.recv()
+
+            async def read() -> None:
+                async for frame in ws:
+                    message = json.loads(frame)
+                    if message["type"] == "offer" and message["kind"] == "broadcast":
+                        arrivals.setdefault(message["request_id"], time.time())
+
+            reader = asyncio.create_task(read())
+            deadlines: dict[str, float] = {}
+            body = {"session_type": "chat", "plan_code": "quick", "routing": "priority",
+                    "preferred_mechanic_id": favorite}
+            for _ in range(requests):  # spread the deadlines over about a second
+                created = (await http.post("/api/session-requests", json=body, headers=customer)).json()
+                deadlines[created["id"]] = datetime.fromisoformat(created["priority_deadline"]).timestamp()
+                await asyncio.sleep(1.0 / requests)
+            end = max(deadlines.values()) + 10
+            while len(arrivals) < requests and time.time() < end:
+                await asyncio.sleep(0.1)
+            reader.cancel()
+    missing = requests - len(arrivals)
+    if missing:
+        print(f"  {missing} fallbacks never arrived", file=sys.stderr)
+    return [(arrivals[r] - deadlines[r]) * 1000 for r in arrivals]
+
+
+def summary(label: str, lateness: list[float]) -> dict[str, float]:
+    ordered = sorted(lateness)
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    result = {"n": len(ordered), "p50_ms": round(p(0.5), 1), "p99_ms": round(p(0.99), 1),
+              "max_ms": round(ordered[-1], 1), "mean_ms": round(statistics.fmean(ordered), 1)}
+    print(f"{label:<40} n={result['n']:<5} p50={result['p50_ms']:>7.1f} ms  p99={result['p99_ms']:>7.1f} ms  "
+          f"max={result['max_ms']:>7.1f} ms")
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--other-keys", type=int, default=1_000_000)
+    parser.add_argument("--redis-url", default=None)
+    args = parser.parse_args()
+    with EmbeddedRedis() as embedded:
+        url = args.redis_url or embedded.url
+        redis = Redis.from_url(url)
+        results = {"empty": summary("fallback lateness, no other keys", await measure(url, args.requests))}
+        filler = f"bench-filler-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        await fill(redis, args.other_keys, filler)
+        print(f"  (filled {args.other_keys} keys with TTLs in {time.monotonic() - started:.1f}s)")
+        results["million"] = summary(f"with {args.other_keys} other expiring keys",
+                                     await measure(url, args.requests))
+        if args.redis_url:
+            async for key in redis.scan_iter(match=f"{filler}:*", count=10_000):
+                await redis.unlink(key)
+        await redis.aclose()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
