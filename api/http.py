@@ -33,9 +33,7 @@ def services(request: Request) -> Services:
 def authenticate(request: Request, *roles: Role) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    principal = decode_token(
-        token if scheme.lower() == "bearer" else None, str(services(request).settings.jwt_secret)
-    )
+    principal = decode_token(token if scheme.lower() == "bearer" else None, str(services(request).settings.jwt_secret))
     if roles and principal.role not in roles:
         raise Forbidden(f"This needs the {' or '.join(r.value for r in roles)} role.")
     return principal
@@ -75,10 +73,12 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = False
     try:
         await svc.database.fetch_val("SELECT 1")
-    except Exception:
+    except Exception:  # noqa: BLE001  (each driver raises its own errors; any of them means not ready)
         checks["database"] = False
     ready = all(checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 async def openapi(request: Request) -> Response:
@@ -111,8 +111,9 @@ async def mechanics_status(request: Request) -> Response:
         canonical = canonical_id(requested)
         mechanic = found.get(canonical) if canonical else None
         if mechanic is None:
-            entries.append({"mechanic_id": requested, "error": MechanicNotFound.code,
-                            "message": MechanicNotFound.default_message})
+            entries.append(
+                {"mechanic_id": requested, "error": MechanicNotFound.code, "message": MechanicNotFound.default_message}
+            )
         else:
             entries.append(_status_json(mechanic, live[mechanic.id]))
     return JSONResponse({"mechanics": entries})
@@ -196,8 +197,13 @@ async def request_events(request: Request) -> Response:
         {
             "request_id": session_request.id,
             "events": [
-                {"at": iso(e.at), "kind": e.kind, "mechanic_id": e.mechanic_id, "attempt": e.attempt,
-                 "detail": e.detail}
+                {
+                    "at": iso(e.at),
+                    "kind": e.kind,
+                    "mechanic_id": e.mechanic_id,
+                    "attempt": e.attempt,
+                    "detail": e.detail,
+                }
                 for e in events
             ],
         }

@@ -25,8 +25,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
 
-def _op(summary: str, ok: dict[str, Any], *errors: int, body: str | None = None,
-        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str, ok: dict[str, Any], *errors: int, body: str | None = None, params: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
@@ -131,7 +132,9 @@ OPENAPI: dict[str, Any] = {
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/healthz": {"get": {"summary": "The process is alive.", "security": [], "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {
+            "get": {"summary": "The process is alive.", "security": [], "responses": {"200": {"description": "ok"}}}
+        },
         "/readyz": {
             "get": {
                 "summary": "Redis and the database are reachable.",
@@ -140,55 +143,132 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/api/mechanics/{mechanic_id}/status": {
-            "get": _op("A mechanic's live status (any role).", {"200": _json(_ref("MechanicStatus"), "status")},
-                       401, 404, params=[_path_param("mechanic_id")])
+            "get": _op(
+                "A mechanic's live status (any role).",
+                {"200": _json(_ref("MechanicStatus"), "status")},
+                401,
+                404,
+                params=[_path_param("mechanic_id")],
+            )
         },
         "/api/mechanics/status": {
             "get": _op(
                 "Status of up to 100 mechanics: one entry per id, an error entry for unknown ones.",
-                {"200": _json({"type": "object", "properties": {"mechanics": {"type": "array", "items": _ref("MechanicStatus")}}}, "statuses")},
-                401, 422,
-                params=[{"name": "ids", "in": "query", "required": True, "schema": {"type": "string"},
-                         "description": "Comma-separated mechanic ids, at most 100."}],
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"mechanics": {"type": "array", "items": _ref("MechanicStatus")}},
+                        },
+                        "statuses",
+                    )
+                },
+                401,
+                422,
+                params=[
+                    {
+                        "name": "ids",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "Comma-separated mechanic ids, at most 100.",
+                    }
+                ],
             )
         },
         "/api/customer/favorites": {
-            "get": _op("The caller's favorites with live status, most booked first (customer).",
-                       {"200": _json({"type": "object", "properties": {"favorites": {"type": "array", "items": _ref("Favorite")}}}, "favorites")},
-                       401, 403),
-            "post": _op("Add a favorite: 201 when new, 200 when it already was one (customer).",
-                        {"201": _json(_ref("Favorite"), "added"), "200": _json(_ref("Favorite"), "already a favorite")},
-                        401, 403, 404, 422, body="NewFavorite"),
+            "get": _op(
+                "The caller's favorites with live status, most booked first (customer).",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"favorites": {"type": "array", "items": _ref("Favorite")}}},
+                        "favorites",
+                    )
+                },
+                401,
+                403,
+            ),
+            "post": _op(
+                "Add a favorite: 201 when new, 200 when it already was one (customer).",
+                {"201": _json(_ref("Favorite"), "added"), "200": _json(_ref("Favorite"), "already a favorite")},
+                401,
+                403,
+                404,
+                422,
+                body="NewFavorite",
+            ),
         },
         "/api/customer/favorites/{provider_id}": {
-            "delete": _op("Remove a favorite; idempotent (customer).", {"204": {"description": "removed"}},
-                          401, 403, 404, params=[_path_param("provider_id")])
+            "delete": _op(
+                "Remove a favorite; idempotent (customer).",
+                {"204": {"description": "removed"}},
+                401,
+                403,
+                404,
+                params=[_path_param("provider_id")],
+            )
         },
         "/api/admin/mechanics": {
-            "post": _op("Create a mechanic (admin).", {"201": _json(_ref("MechanicStatus"), "created")},
-                        401, 403, 422, body="NewMechanic")
+            "post": _op(
+                "Create a mechanic (admin).",
+                {"201": _json(_ref("MechanicStatus"), "created")},
+                401,
+                403,
+                422,
+                body="NewMechanic",
+            )
         },
         "/api/admin/mechanics/{mechanic_id}": {
-            "delete": _op("Soft-delete a mechanic: sockets close 4404, favorites forget them, their requests move on (admin).",
-                          {"204": {"description": "deleted"}}, 401, 403, 404, params=[_path_param("mechanic_id")])
+            "delete": _op(
+                "Soft-delete a mechanic: sockets close 4404, favorites forget them, their requests move on (admin).",
+                {"204": {"description": "deleted"}},
+                401,
+                403,
+                404,
+                params=[_path_param("mechanic_id")],
+            )
         },
         "/api/session-requests": {
-            "post": _op("Create a session request and start routing it (customer).",
-                        {"201": _json(_ref("SessionRequest"), "created")}, 401, 403, 404, 422, body="NewSessionRequest")
+            "post": _op(
+                "Create a session request and start routing it (customer).",
+                {"201": _json(_ref("SessionRequest"), "created")},
+                401,
+                403,
+                404,
+                422,
+                body="NewSessionRequest",
+            )
         },
         "/api/session-requests/{request_id}": {
-            "get": _op("A request as its customer (or an admin) sees it; poll it.",
-                       {"200": _json(_ref("SessionRequest"), "the request")}, 401, 403, 404,
-                       params=[_path_param("request_id")])
+            "get": _op(
+                "A request as its customer (or an admin) sees it; poll it.",
+                {"200": _json(_ref("SessionRequest"), "the request")},
+                401,
+                403,
+                404,
+                params=[_path_param("request_id")],
+            )
         },
         "/api/session-requests/{request_id}/cancel": {
-            "post": _op("Cancel a pending or accepted request; every offer is revoked (customer).",
-                        {"200": _json(_ref("SessionRequest"), "cancelled")}, 401, 403, 404, 409,
-                        params=[_path_param("request_id")])
+            "post": _op(
+                "Cancel a pending or accepted request; every offer is revoked (customer).",
+                {"200": _json(_ref("SessionRequest"), "cancelled")},
+                401,
+                403,
+                404,
+                409,
+                params=[_path_param("request_id")],
+            )
         },
         "/api/admin/session-requests/{request_id}/events": {
-            "get": _op("A request's event log (admin).", {"200": {"description": "events, oldest first"}},
-                       401, 403, 404, params=[_path_param("request_id")])
+            "get": _op(
+                "A request's event log (admin).",
+                {"200": {"description": "events, oldest first"}},
+                401,
+                403,
+                404,
+                params=[_path_param("request_id")],
+            )
         },
     },
 }

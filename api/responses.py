@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.auth import InvalidToken
-from dispatch.errors import DomainError, InvalidInput
+from dispatch.errors import DomainError, InternalError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error(500, "internal_error", "Something went wrong on our side; please retry.")
+    return error(InternalError.status, InternalError.code, InternalError.default_message)
 
 
 exception_handlers: dict[Any, Any] = {

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.auth import InvalidToken, Role, decode_token
 from dispatch import protocol
-from dispatch.errors import DomainError, MechanicNotFound
+from dispatch.errors import DomainError, InternalError, MechanicNotFound
 from dispatch.protocol import CloseCode
 from presence.hub import Connection
 
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from api.app import Services
 
 log = logging.getLogger(__name__)
-
-
-class _InternalError(DomainError):
-    code = "internal_error"
-    status = 500
-    default_message = "Something went wrong on our side; please retry."
 
 
 async def mechanic_socket(websocket: WebSocket) -> None:
@@ -91,7 +85,7 @@ async def _serve(websocket: WebSocket, svc: Services, connection: Connection) ->
             connection.push(protocol.error(error, request_id))
         except Exception:
             log.exception("handling a frame from %s failed", connection.mechanic_id)
-            connection.push(protocol.error(_InternalError(), request_id))
+            connection.push(protocol.error(InternalError(), request_id))
 
 
 async def _handle(svc: Services, connection: Connection, message: protocol.ClientMessage) -> None:

@@ -50,13 +50,34 @@ async def measure(redis_url: str, requests: int) -> list[float]:
         database_url = f"sqlite:///{tmp}/bench.db"
         await asyncio.to_thread(migrate, database_url)
         port = free_port()
-        env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url, "JWT_SECRET": secret,
-               "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}", "PRIORITY_WINDOW_S": str(WINDOW_S),
-               "OFFER_ACK_TIMEOUT_S": "60", "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": secret,
+            "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+            "PRIORITY_WINDOW_S": str(WINDOW_S),
+            "OFFER_ACK_TIMEOUT_S": "60",
+            "LOG_LEVEL": "WARNING",
+        }
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
-             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--log-level", "warning"],
-            cwd=ROOT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--port",
+                str(port),
+                "--ws",
+                "websockets-sansio",
+                "--ws-per-message-deflate",
+                "false",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
         )
         try:
             return await _run(port, secret, requests)
@@ -92,8 +113,12 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
 
             reader = asyncio.create_task(read())
             deadlines: dict[str, float] = {}
-            body = {"session_type": "chat", "plan_code": "quick", "routing": "priority",
-                    "preferred_mechanic_id": favorite}
+            body = {
+                "session_type": "chat",
+                "plan_code": "quick",
+                "routing": "priority",
+                "preferred_mechanic_id": favorite,
+            }
             for _ in range(requests):  # spread the deadlines over about a second
                 created = (await http.post("/api/session-requests", json=body, headers=customer)).json()
                 deadlines[created["id"]] = datetime.fromisoformat(created["priority_deadline"]).timestamp()
@@ -111,10 +136,17 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
 def summary(label: str, lateness: list[float]) -> dict[str, float]:
     ordered = sorted(lateness)
     p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    result = {"n": len(ordered), "p50_ms": round(p(0.5), 1), "p99_ms": round(p(0.99), 1),
-              "max_ms": round(ordered[-1], 1), "mean_ms": round(statistics.fmean(ordered), 1)}
-    print(f"{label:<40} n={result['n']:<5} p50={result['p50_ms']:>7.1f} ms  p99={result['p99_ms']:>7.1f} ms  "
-          f"max={result['max_ms']:>7.1f} ms")
+    result = {
+        "n": len(ordered),
+        "p50_ms": round(p(0.5), 1),
+        "p99_ms": round(p(0.99), 1),
+        "max_ms": round(ordered[-1], 1),
+        "mean_ms": round(statistics.fmean(ordered), 1),
+    }
+    print(
+        f"{label:<40} n={result['n']:<5} p50={result['p50_ms']:>7.1f} ms  p99={result['p99_ms']:>7.1f} ms  "
+        f"max={result['max_ms']:>7.1f} ms"
+    )
     return result
 
 
@@ -132,8 +164,7 @@ async def main() -> None:
         started = time.monotonic()
         await fill(redis, args.other_keys, filler)
         print(f"  (filled {args.other_keys} keys with TTLs in {time.monotonic() - started:.1f}s)")
-        results["million"] = summary(f"with {args.other_keys} other expiring keys",
-                                     await measure(url, args.requests))
+        results["million"] = summary(f"with {args.other_keys} other expiring keys", await measure(url, args.requests))
         if args.redis_url:
             async for key in redis.scan_iter(match=f"{filler}:*", count=10_000):
                 await redis.unlink(key)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -47,7 +48,7 @@ class DeadlineKeeper:
         self._dispatcher = dispatcher
         self._bus = bus
         self._scheduled: set[tuple[str, str, int, int]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.expiry_events_enabled = False
         bus.subscribe(bus.expired_channel, self._on_expired)
         bus.on_reconnect(self.recover)

@@ -139,7 +139,9 @@ class Dispatcher:
             await self._registry.get(new.preferred_mechanic_id)
 
         now = utc_now()
-        window_s = self.config.notify_wait_window_s if routing is Routing.NOTIFY_AND_WAIT else self.config.priority_window_s
+        window_s = (
+            self.config.notify_wait_window_s if routing is Routing.NOTIFY_AND_WAIT else self.config.priority_window_s
+        )
         is_priority = preferred is not None
         request_id = str(uuid.uuid4())
         await self._db.execute(
@@ -172,8 +174,15 @@ class Dispatcher:
 
     # Offers
 
-    def _offer_envelope(self, request: SessionRequest, kind: OfferKind, *, to: tuple[str, ...] | None,
-                        exclude: tuple[str, ...] = (), resend: bool = False) -> Envelope:
+    def _offer_envelope(
+        self,
+        request: SessionRequest,
+        kind: OfferKind,
+        *,
+        to: tuple[str, ...] | None,
+        exclude: tuple[str, ...] = (),
+        resend: bool = False,
+    ) -> Envelope:
         expires_at = iso(request.priority_deadline) if kind is OfferKind.PRIORITY else None
         frame = protocol.offer(
             offer_id=offer_id(request.id, request.attempt),
@@ -215,8 +224,13 @@ class Dispatcher:
         )
         if row is None:
             return False
-        await self.events.record(request.id, EventKind.OFFERED, mechanic_id=request.preferred_mechanic_id,
-                                 attempt=request.attempt, detail="priority")
+        await self.events.record(
+            request.id,
+            EventKind.OFFERED,
+            mechanic_id=request.preferred_mechanic_id,
+            attempt=request.attempt,
+            detail="priority",
+        )
         self.deadlines_changed.set()
         return True
 
@@ -305,8 +319,13 @@ class Dispatcher:
         )
         if row is not None:
             request = SessionRequest.from_row(row)
-            await self.events.record(request_id, EventKind.RESENT, mechanic_id=request.preferred_mechanic_id,
-                                     attempt=attempt, detail=f"resend {row['offer_resends']}")
+            await self.events.record(
+                request_id,
+                EventKind.RESENT,
+                mechanic_id=request.preferred_mechanic_id,
+                attempt=attempt,
+                detail=f"resend {row['offer_resends']}",
+            )
             self.deadlines_changed.set()
             assert request.preferred_mechanic_id is not None
             await self._hub.send(
@@ -375,8 +394,13 @@ class Dispatcher:
         if row is None:
             return False
         request = SessionRequest.from_row(row)
-        await self.events.record(request_id, EventKind.FELL_BACK, mechanic_id=request.preferred_mechanic_id,
-                                 attempt=request.attempt, detail=reason.value)
+        await self.events.record(
+            request_id,
+            EventKind.FELL_BACK,
+            mechanic_id=request.preferred_mechanic_id,
+            attempt=request.attempt,
+            detail=reason.value,
+        )
         await self._redis.delete(self.keys.window(request_id, attempt))
         if request.preferred_mechanic_id is not None and reason is not FallbackReason.DECLINED:
             await self._hub.send(
@@ -392,7 +416,7 @@ class Dispatcher:
 
     # The mechanic's answers
 
-    async def _attempt_held(self, connection: Connection, request_id: str, attempt: int | None) -> int:
+    def _attempt_held(self, connection: Connection, request_id: str, attempt: int | None) -> int:
         if attempt is not None:
             return attempt
         held = connection.topics.get(request_id)
@@ -405,7 +429,7 @@ class Dispatcher:
         mechanic_id = connection.mechanic_id
         if canonical_id(request_id) is None:
             raise OfferUnavailable(request_id=request_id)
-        attempt = await self._attempt_held(connection, request_id, attempt)
+        attempt = self._attempt_held(connection, request_id, attempt)
         excluded = sa.select(request_exclusions.c.request_id).where(
             request_exclusions.c.request_id == request_id, request_exclusions.c.mechanic_id == mechanic_id
         )
@@ -500,13 +524,15 @@ class Dispatcher:
             return False
         request = SessionRequest.from_row(row)
         await self._exclude(request_id, mechanic_id, "gave_back")
-        await self.events.record(request_id, EventKind.MECHANIC_CANCELLED, mechanic_id=mechanic_id,
-                                 attempt=request.attempt, detail=detail)
+        await self.events.record(
+            request_id, EventKind.MECHANIC_CANCELLED, mechanic_id=mechanic_id, attempt=request.attempt, detail=detail
+        )
         await self.events.record(request_id, EventKind.FELL_BACK, attempt=request.attempt, detail=why.value)
         if why is FallbackReason.MECHANIC_CANCELLED:
             await self._hub.send(
-                Envelope(frame=protocol.ok("given_back", request_id), to=(mechanic_id,), holders_of=request_id,
-                         release=True)
+                Envelope(
+                    frame=protocol.ok("given_back", request_id), to=(mechanic_id,), holders_of=request_id, release=True
+                )
             )
         await self._broadcast(request)
         return True
@@ -529,8 +555,11 @@ class Dispatcher:
         await self.events.record(request.id, EventKind.CANCELLED, detail="by customer")
         await self._redis.delete(self.keys.window(request.id, 1))
         await self._hub.send(
-            Envelope(frame=protocol.offer_revoked(request.id, RevokeReason.CANCELLED.value), holders_of=request.id,
-                     release=True)
+            Envelope(
+                frame=protocol.offer_revoked(request.id, RevokeReason.CANCELLED.value),
+                holders_of=request.id,
+                release=True,
+            )
         )
         return SessionRequest.from_row(row)
 
@@ -560,4 +589,3 @@ class Dispatcher:
             return {}
         rows = await self._db.fetch_all(sa.select(mechanics.c.id, mechanics.c.name).where(mechanics.c.id.in_(ids)))
         return {str(r["id"]): r["name"] for r in rows}
-

@@ -1,14 +1,15 @@
 """The domain's errors. Each has a stable `code` that the HTTP API and the socket send as is.
 
-    DomainError
-    ├── NotFound                      404
-    │   ├── MechanicNotFound          mechanic_not_found
-    │   └── RequestNotFound           request_not_found
-    ├── InvalidInput                  422  validation_error
-    ├── Conflict                      409
-    │   └── RequestNotCancellable     request_not_cancellable
-    ├── OfferUnavailable              409  offer_unavailable (taken, cancelled, or not offered to you)
-    └── NotYourRequest                403  not_your_request
+DomainError
+├── NotFound                      404
+│   ├── MechanicNotFound          mechanic_not_found
+│   └── RequestNotFound           request_not_found
+├── InvalidInput                  422  validation_error
+├── Conflict                      409
+│   └── RequestNotCancellable     request_not_cancellable
+├── OfferUnavailable              409  offer_unavailable (taken, cancelled, or not offered to you)
+├── NotYourRequest                403  not_your_request
+└── InternalError                 500  internal_error (an unexpected failure; the client may retry)
 """
 
 from __future__ import annotations
@@ -66,3 +67,9 @@ class NotYourRequest(DomainError):
     code = "not_your_request"
     status = 403
     default_message = "This request is not assigned to you."
+
+
+class InternalError(DomainError):
+    code = "internal_error"
+    status = 500
+    default_message = "Something went wrong on our side; please retry."

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -36,8 +37,8 @@ def canonical_id(value: str) -> str | None:
         return None
 
 
-def _mechanic(row: sa.Row | object) -> Mechanic:
-    m = row._mapping  # type: ignore[union-attr]
+def _mechanic(row: Any) -> Mechanic:
+    m = row._mapping
     return Mechanic(
         id=str(m["id"]),
         name=m["name"],

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str], Awaitable[None]]
 ReconnectHook = Callable[[], Awaitable[None]]
 
+
 class Bus:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -43,7 +44,8 @@ class Bus:
     async def enable_expiry_events(self) -> bool:
         """Turn on keyevent `expired` notifications, keeping flags already set. False where Redis refuses."""
         try:
-            current = (await self._redis.config_get("notify-keyspace-events")).get("notify-keyspace-events", "")
+            config = await self._redis.config_get("notify-keyspace-events")
+            current: str = config.get("notify-keyspace-events") or ""
             flags = set(current)
             missing = ("" if "E" in flags else "E") + ("" if flags & {"x", "A"} else "x")
             if missing:
@@ -76,7 +78,7 @@ class Bus:
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    await self._deliver(_text(message["channel"]), _text(message["data"]))
+                    await self._deliver(message["channel"], message["data"])
             except (RedisError, OSError) as error:
                 self.is_subscribed.clear()
                 log.warning("pub/sub connection lost (%s); retrying in %.1fs", error, backoff)
@@ -84,7 +86,7 @@ class Bus:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except (RedisError, OSError):
                     pass
 
@@ -94,7 +96,3 @@ class Bus:
                 await handler(data)
             except Exception:
                 log.exception("handler for %s failed", channel)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -34,6 +34,7 @@ def _spawn(coroutine: Awaitable[None]) -> None:
     _background.add(task)
     task.add_done_callback(_background.discard)
 
+
 SendFrame = Callable[[str], Awaitable[None]]
 Drop = Callable[[int], Awaitable[None]]
 
@@ -130,8 +131,8 @@ class Connection:
             frame = await self._queue.get()
             try:
                 await self.send_frame(frame)
-            except Exception:
-                # The socket is gone; its handler's `finally` unregisters it.
+            except Exception:  # noqa: BLE001  (whatever the transport raises, the socket is gone)
+                # Its handler's `finally` unregisters it.
                 return
 
 

@@ -101,7 +101,7 @@ class PresenceTracker:
         while True:
             flat = await self._pop_dirty(keys=[self.keys.last_seen_dirty, self.keys.last_seen], args=[FLUSH_BATCH])
             pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-            seen = {_text(mid): from_ms(int(ms)) for mid, ms in pairs if ms}
+            seen = {mid: from_ms(int(ms)) for mid, ms in pairs if ms}
             if seen:
                 await database.execute(_advance_last_seen(seen, database.url.dialect))
                 written += len(seen)
@@ -126,10 +126,6 @@ def _advance_last_seen(seen: dict[str, datetime], dialect: str) -> sa.Update:
         .where(mechanics.c.id.in_(list(seen)))
         .values(last_seen_at=sa.case((sa.or_(column.is_(None), column < new), new), else_=column))
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def last_seen_of(live: LiveStatus, persisted: datetime | None) -> datetime | None:

@@ -35,9 +35,7 @@ async def seed(database_url: str) -> None:
     try:
         existing = {
             str(r["id"])
-            for r in await database.fetch_all(
-                sa.select(mechanics.c.id).where(mechanics.c.id.in_(list(DEMO_MECHANICS)))
-            )
+            for r in await database.fetch_all(sa.select(mechanics.c.id).where(mechanics.c.id.in_(list(DEMO_MECHANICS))))
         }
         for mechanic_id, (name, provider_type) in DEMO_MECHANICS.items():
             if mechanic_id not in existing:
@@ -51,12 +49,21 @@ async def seed(database_url: str) -> None:
 
 
 def demo_users(secret: str) -> list[DemoUser]:
-    users = [DemoUser("mechanic", i, name, mint_token(secret, sub=i, role=Role.MECHANIC, name=name))
-             for i, (name, _) in DEMO_MECHANICS.items()]
+    users = [
+        DemoUser("mechanic", i, name, mint_token(secret, sub=i, role=Role.MECHANIC, name=name))
+        for i, (name, _) in DEMO_MECHANICS.items()
+    ]
     customer_id, customer_name = DEMO_CUSTOMER
-    users.append(DemoUser("customer", customer_id, customer_name,
-                          mint_token(secret, sub=customer_id, role=Role.CUSTOMER, name=customer_name)))
+    users.append(
+        DemoUser(
+            "customer",
+            customer_id,
+            customer_name,
+            mint_token(secret, sub=customer_id, role=Role.CUSTOMER, name=customer_name),
+        )
+    )
     admin_id, admin_name = DEMO_ADMIN
-    users.append(DemoUser("admin", admin_id, admin_name, mint_token(secret, sub=admin_id, role=Role.ADMIN,
-                                                                    name=admin_name)))
+    users.append(
+        DemoUser("admin", admin_id, admin_name, mint_token(secret, sub=admin_id, role=Role.ADMIN, name=admin_name))
+    )
     return users

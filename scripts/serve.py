@@ -1,6 +1,6 @@
 """`make run`: start a private Redis if none is configured, migrate, seed the demo, print tokens, and serve.
 
-    python -m scripts.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--no-demo]
+python -m scripts.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--no-demo]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _print_demo(settings: Settings, host: str, port: int) -> None:
         exports.append(f"export {var[user.role]}_ID={user.id}\nexport {var[user.role]}_TOKEN={user.token}")
     VAR_DIR.mkdir(exist_ok=True)
     (VAR_DIR / "demo.env").write_text("\n".join(exports) + f"\nexport BASE=http://{host}:{port}\n")
-    lines.append(f"  (also written as shell exports to var/demo.env: `source var/demo.env`)")
+    lines.append("  (also written as shell exports to var/demo.env: `source var/demo.env`)")
     lines.append(f"\nServing on http://{host}:{port}  (OpenAPI: /openapi.json, socket: ws://{host}:{port}/ws/mechanic)")
     print("\n".join(lines), flush=True)
 

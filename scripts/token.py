@@ -1,6 +1,6 @@
 """Print a JWT for the running server's JWT_SECRET (or the development secret `make run` uses).
 
-    python -m scripts.token --role mechanic --sub <uuid> [--name Sam] [--ttl 86400]
+python -m scripts.token --role mechanic --sub <uuid> [--name Sam] [--ttl 86400]
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a file: import the project, and never this file as the stdlib's `token`
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse  # noqa: E402
-import uuid  # noqa: E402
+import argparse
+import uuid
 
-from api.auth import Role, mint_token  # noqa: E402
-from api.settings import load_settings  # noqa: E402
+from api.auth import Role, mint_token
+from api.settings import load_settings
 
 
 def main() -> None:

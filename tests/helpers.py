@@ -235,9 +235,23 @@ async def spawn_server(settings: Settings) -> ServerProcess:
     """A server in a process of its own (to run several, or to kill one with SIGKILL)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",
+            "--log-level",
+            "warning",
+        ],
         cwd=PROJECT_ROOT,
         env=server_env(settings),
     )

@@ -75,9 +75,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("preferred_mechanic_id IS NOT NULL"),
         sqlite_where=sa.text("preferred_mechanic_id IS NOT NULL"),
     )
-    op.create_index(
-        "idx_session_requests_open_deadlines", "session_requests", ["status", "phase", "priority_deadline"]
-    )
+    op.create_index("idx_session_requests_open_deadlines", "session_requests", ["status", "phase", "priority_deadline"])
     op.create_index("idx_session_requests_customer", "session_requests", ["customer_id", "created_at"])
     op.create_table(
         "request_events",

@@ -304,5 +304,3 @@ async def test_timestamps_are_iso_utc_with_milliseconds(harness: Harness) -> Non
     for name in ("created_at", "priority_deadline", "priority_notified_at"):
         value = booked[name]
         assert value.endswith("Z") and len(value.split(".")[1]) == 4, value
-
-

@@ -35,9 +35,7 @@ async def _book_via(harness: Harness, base_url: str, **body: object) -> dict[str
     return dict(response.json())
 
 
-async def test_three_processes_fall_back_once_and_accept_once(
-    harness: Harness, processes: list[ServerProcess]
-) -> None:
+async def test_three_processes_fall_back_once_and_accept_once(harness: Harness, processes: list[ServerProcess]) -> None:
     """With three processes, the fallback is broadcast once to each device and exactly one accept wins."""
     urls = [harness.ws_url, processes[0].ws_url, processes[1].ws_url]
     sam = await harness.create_mechanic("Sam")
@@ -99,8 +97,12 @@ async def test_fallback_happens_when_no_process_ran_at_the_deadline(settings: Se
     first = await spawn_server(settings)
     async with httpx.AsyncClient(base_url=first.base_url) as http:
         sam = (await http.post("/api/admin/mechanics", json={"name": "Sam"}, headers=admin)).json()["id"]
-        body = {"session_type": "chat", "plan_code": "quick", "routing": "notify_and_wait",
-                "preferred_mechanic_id": sam}
+        body = {
+            "session_type": "chat",
+            "plan_code": "quick",
+            "routing": "notify_and_wait",
+            "preferred_mechanic_id": sam,
+        }
         booked = (await http.post("/api/session-requests", json=body, headers=customer)).json()
     stop_server(first)
     await asyncio.sleep(settings.notify_wait_window_s + 0.5)
@@ -126,9 +128,7 @@ def private_redis() -> Iterator[EmbeddedRedis]:
         yield redis
 
 
-async def test_redis_restart_mid_window_still_falls_back(
-    settings: Settings, private_redis: EmbeddedRedis
-) -> None:
+async def test_redis_restart_mid_window_still_falls_back(settings: Settings, private_redis: EmbeddedRedis) -> None:
     """Redis restarts mid-window and loses every key: the windows are rebuilt and the fallback still fires."""
     settings = replace(settings, redis_url=private_redis.url, priority_window_s=3.0)
     async with start_server(settings) as harness:
