@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from databases import Database
+from prometheus_client import multiprocess
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
-from api import http, socket
+from api import http, metrics, payments, socket
 from api.database import ensure_sqlite_dir
+from api.payments import StripeGateway
 from api.responses import exception_handlers
 from api.settings import Settings, load_settings
 from dispatch.deadlines import DeadlineKeeper
 from dispatch.dispatcher import Dispatcher
 from dispatch.favorites import Favorites
+from dispatch.fulfillment import Fulfillment
 from dispatch.keys import DispatchKeys
 from dispatch.mechanics import Mechanics
+from dispatch.plans import Plans
 from presence.bus import Bus
 from presence.hub import Hub
 from presence.tracker import PresenceTracker
@@ -40,8 +45,11 @@ class Services:
     hub: Hub
     mechanics: Mechanics
     favorites: Favorites
+    plans: Plans
     dispatcher: Dispatcher
     keeper: DeadlineKeeper
+    fulfillment: Fulfillment
+    stripe: StripeGateway | None
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -90,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub(bus, DispatchKeys(settings.key_prefix).deliveries)
         mechanics = Mechanics(database)
         favorites = Favorites(database, mechanics)
+        plans = Plans(database)
         dispatcher = Dispatcher(
             database=database,
             redis=redis,
@@ -97,11 +106,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
             presence=presence,
             registry=mechanics,
             favorites=favorites,
+            plans=plans,
             config=settings.dispatch_config(),
         )
         keeper = DeadlineKeeper(database, dispatcher, bus)
         bus.subscribe(bus.expired_channel, presence.on_key_expired)
-        services = Services(settings, redis, database, presence, hub, mechanics, favorites, dispatcher, keeper)
+        services = Services(
+            settings=settings,
+            redis=redis,
+            database=database,
+            presence=presence,
+            hub=hub,
+            mechanics=mechanics,
+            favorites=favorites,
+            plans=plans,
+            dispatcher=dispatcher,
+            keeper=keeper,
+            fulfillment=Fulfillment(database, dispatcher),
+            stripe=StripeGateway(settings) if settings.payments_enabled else None,
+        )
 
         tasks = [
             asyncio.create_task(_supervise("pubsub", bus.run)),
@@ -117,12 +140,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await keeper.stop()
-            await presence.flush_last_seen(database)
+            try:
+                await presence.flush_last_seen(database)
+            except (RedisError, OSError) as error:
+                log.warning("final last_seen flush skipped (%s)", error)
+            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
             await database.disconnect()
             await redis.aclose()
 
     return Starlette(
-        routes=[*http.routes, *socket.routes],
+        routes=[*http.routes, *payments.routes, *metrics.routes, *socket.routes],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

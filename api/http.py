@@ -9,14 +9,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.auth import Principal, Role, decode_token
+from api.auth import Principal, Role
+from api.context import authenticate, new_request_from, services
 from api.openapi import OPENAPI
-from api.responses import Forbidden, optional_text, read_json_object, required_text
-from dispatch.dispatcher import NewRequest
-from dispatch.errors import InvalidInput, MechanicNotFound, RequestNotFound
+from api.responses import optional_text, read_json_object, required_text
+from dispatch.errors import InvalidInput, MechanicNotFound, PaymentRequired, RequestNotFound
 from dispatch.mechanics import Mechanic, ProviderType, canonical_id
 from dispatch.messages import customer_message
-from dispatch.models import SessionRequest
+from dispatch.models import SessionRequest, Status
+from dispatch.rollout import Arm, arm_for
 from presence.clock import iso, utc_now
 from presence.tracker import LiveStatus, last_seen_of
 
@@ -26,19 +27,6 @@ if TYPE_CHECKING:
 MAX_STATUS_IDS = 100
 
 
-def services(request: Request) -> Services:
-    return request.state.services  # type: ignore[no-any-return]
-
-
-def authenticate(request: Request, *roles: Role) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    principal = decode_token(token if scheme.lower() == "bearer" else None, str(services(request).settings.jwt_secret))
-    if roles and principal.role not in roles:
-        raise Forbidden(f"This needs the {' or '.join(r.value for r in roles)} role.")
-    return principal
-
-
 def _provider_type(value: str | None) -> ProviderType:
     try:
         return ProviderType(value or ProviderType.INDEPENDENT.value)
@@ -46,7 +34,7 @@ def _provider_type(value: str | None) -> ProviderType:
         raise InvalidInput("provider_type must be independent or workshop.") from None
 
 
-def _status_json(mechanic: Mechanic, live: LiveStatus) -> dict[str, Any]:
+def _status_json(mechanic: Mechanic, live: LiveStatus, priority_booking: bool | None) -> dict[str, Any]:
     last_seen = last_seen_of(live, mechanic.last_seen_at)
     return {
         "mechanic_id": mechanic.id,
@@ -54,7 +42,15 @@ def _status_json(mechanic: Mechanic, live: LiveStatus) -> dict[str, Any]:
         "is_online": live.is_online,
         "last_seen": iso(last_seen),
         "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+        "priority_booking": priority_booking,
     }
+
+
+def _priority_booking(svc: Services, principal: Principal) -> bool | None:
+    """Whether this customer's bookings may go to a favorite first (the A/B rollout); None for other roles."""
+    if principal.role is not Role.CUSTOMER:
+        return None
+    return arm_for(principal.sub, svc.settings.rollout_percent) is Arm.PRIORITY
 
 
 # Health
@@ -89,15 +85,15 @@ async def openapi(request: Request) -> Response:
 
 
 async def mechanic_status(request: Request) -> Response:
-    authenticate(request)
+    principal = authenticate(request)
     svc = services(request)
     mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
     live = (await svc.presence.statuses([mechanic.id]))[mechanic.id]
-    return JSONResponse(_status_json(mechanic, live))
+    return JSONResponse(_status_json(mechanic, live, _priority_booking(svc, principal)))
 
 
 async def mechanics_status(request: Request) -> Response:
-    authenticate(request)
+    principal = authenticate(request)
     svc = services(request)
     ids = [i.strip() for i in request.query_params.get("ids", "").split(",") if i.strip()]
     if not ids:
@@ -115,7 +111,7 @@ async def mechanics_status(request: Request) -> Response:
                 {"mechanic_id": requested, "error": MechanicNotFound.code, "message": MechanicNotFound.default_message}
             )
         else:
-            entries.append(_status_json(mechanic, live[mechanic.id]))
+            entries.append(_status_json(mechanic, live[mechanic.id], _priority_booking(svc, principal)))
     return JSONResponse({"mechanics": entries})
 
 
@@ -233,23 +229,30 @@ async def _request_json(svc: Services, request: SessionRequest) -> dict[str, Any
         "fallback_broadcast_at": iso(request.fallback_broadcast_at),
         "created_at": iso(request.created_at),
         "accepted_at": iso(request.accepted_at),
+        "arm": request.arm,
         "message": customer_message(request, names),
+        "favorite_prompt": await _favorite_prompt(svc, request, names),
     }
+
+
+async def _favorite_prompt(svc: Services, request: SessionRequest, names: dict[str, str]) -> dict[str, str] | None:
+    """After a completed session: offer to save the mechanic, unless they already are a favorite or it was dismissed."""
+    if request.status is not Status.COMPLETED or request.mechanic_id is None:
+        return None
+    if request.favorite_prompt_dismissed_at is not None:
+        return None
+    if await svc.favorites.is_favorite(request.customer_id, request.mechanic_id):
+        return None
+    return {"mechanic_id": request.mechanic_id, "name": names.get(request.mechanic_id, "")}
 
 
 async def create_request(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
     body = await read_json_object(request)
-    new = NewRequest(
-        customer_id=principal.sub,
-        customer_name=principal.name,
-        session_type=required_text(body, "session_type", 20),
-        plan_code=required_text(body, "plan_code", 20),
-        routing=optional_text(body, "routing", 20) or "broadcast",
-        preferred_mechanic_id=optional_text(body, "preferred_mechanic_id", 64),
-        provider_type=optional_text(body, "provider_type", 20),
-    )
     svc = services(request)
+    if svc.settings.payments_enabled:
+        raise PaymentRequired()
+    new = new_request_from(principal, body)
     created = await svc.dispatcher.create(new)
     return JSONResponse(await _request_json(svc, created), status_code=201)
 
@@ -270,6 +273,19 @@ async def cancel_request(request: Request) -> Response:
     return JSONResponse(await _request_json(svc, cancelled))
 
 
+async def complete_request(request: Request) -> Response:
+    principal = authenticate(request, Role.MECHANIC)
+    svc = services(request)
+    completed = await svc.dispatcher.complete(principal.sub, request.path_params["request_id"])
+    return JSONResponse(await _request_json(svc, completed))
+
+
+async def dismiss_favorite_prompt(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    await services(request).dispatcher.dismiss_favorite_prompt(principal.sub, request.path_params["request_id"])
+    return Response(status_code=204)
+
+
 routes = [
     Route("/healthz", healthz),
     Route("/readyz", readyz),
@@ -285,4 +301,6 @@ routes = [
     Route("/api/session-requests", create_request, methods=["POST"]),
     Route("/api/session-requests/{request_id}", get_request),
     Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}/complete", complete_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}/favorite-prompt/dismiss", dismiss_favorite_prompt, methods=["POST"]),
 ]

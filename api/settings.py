@@ -41,6 +41,17 @@ class Settings:
     offer_resends: int
     log_level: str
     graceful_shutdown_s: float
+    rollout_percent: int
+    stripe_secret_key: Secret | None
+    stripe_webhook_secret: Secret | None
+    stripe_api_base: str | None
+    checkout_success_url: str
+    checkout_cancel_url: str
+
+    @property
+    def payments_enabled(self) -> bool:
+        """With no Stripe key, requests are created directly (the demo and most tests)."""
+        return self.stripe_secret_key is not None
 
     def presence_config(self) -> PresenceConfig:
         return PresenceConfig(
@@ -57,6 +68,7 @@ class Settings:
             notify_wait_window_s=self.notify_wait_window_s,
             offer_ack_timeout_s=self.offer_ack_timeout_s,
             offer_resends=self.offer_resends,
+            rollout_percent=self.rollout_percent,
         )
 
 
@@ -69,6 +81,10 @@ def _dev_secret() -> str:
     DEV_SECRET_FILE.write_text(value)
     DEV_SECRET_FILE.chmod(0o600)
     return value
+
+
+def _optional_secret(value: str) -> Secret | None:
+    return Secret(value) if value else None
 
 
 def load_settings(env_file: str | None = None) -> Settings:
@@ -92,6 +108,16 @@ def load_settings(env_file: str | None = None) -> Settings:
         offer_resends=config("OFFER_RESENDS", cast=int, default=2),
         log_level=config("LOG_LEVEL", cast=str, default="INFO").upper(),
         graceful_shutdown_s=config("GRACEFUL_SHUTDOWN_S", cast=float, default=5.0),
+        rollout_percent=config("FAVORITES_ROLLOUT_PERCENT", cast=int, default=100),
+        stripe_secret_key=_optional_secret(config("STRIPE_SECRET_KEY", cast=str, default="")),
+        stripe_webhook_secret=_optional_secret(config("STRIPE_WEBHOOK_SECRET", cast=str, default="")),
+        stripe_api_base=config("STRIPE_API_BASE", cast=str, default="") or None,
+        checkout_success_url=config(
+            "CHECKOUT_SUCCESS_URL",
+            cast=str,
+            default="http://127.0.0.1:8000/console/customer?paid={CHECKOUT_SESSION_ID}",
+        ),
+        checkout_cancel_url=config("CHECKOUT_CANCEL_URL", cast=str, default="http://127.0.0.1:8000/console/customer"),
     )
     _validate(settings)
     return settings
@@ -111,6 +137,10 @@ def _validate(settings: Settings) -> None:
             raise ValueError(f"{name} must be positive, got {value}")
     if settings.presence_ttl_s <= settings.heartbeat_interval_s:
         raise ValueError("PRESENCE_TTL_S must exceed HEARTBEAT_INTERVAL_S, or live mechanics would flap offline")
+    if not 0 <= settings.rollout_percent <= 100:
+        raise ValueError("FAVORITES_ROLLOUT_PERCENT must be between 0 and 100")
+    if settings.payments_enabled and settings.stripe_webhook_secret is None:
+        raise ValueError("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: webhooks could not be verified")
     if settings.offer_resends < 0:
         raise ValueError("OFFER_RESENDS must be zero or more")
     if settings.log_level not in logging.getLevelNamesMapping():

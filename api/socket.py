@@ -15,10 +15,12 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.auth import InvalidToken, Role, decode_token
+from api.context import services
 from dispatch import protocol
 from dispatch.errors import DomainError, InternalError, MechanicNotFound
 from dispatch.protocol import CloseCode
 from presence.hub import Connection
+from presence.metrics import HEARTBEATS
 
 if TYPE_CHECKING:
     from api.app import Services
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 async def mechanic_socket(websocket: WebSocket) -> None:
-    svc: Services = websocket.state.services
+    svc = services(websocket)
     await websocket.accept()
     try:
         principal = decode_token(websocket.query_params.get("token"), str(svc.settings.jwt_secret))
@@ -92,6 +94,7 @@ async def _handle(svc: Services, connection: Connection, message: protocol.Clien
     match message:
         case protocol.Heartbeat():
             await svc.presence.track(connection.mechanic_id, connection.connection_id)
+            HEARTBEATS.inc()
             connection.push(protocol.heartbeat_ack())
         case protocol.Ack(offer_id=offer_id):
             await svc.dispatcher.ack(connection.mechanic_id, offer_id)

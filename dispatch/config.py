@@ -10,3 +10,4 @@ class DispatchConfig:
     notify_wait_window_s: float
     offer_ack_timeout_s: float
     offer_resends: int
+    rollout_percent: int

@@ -24,21 +24,31 @@ from dispatch import protocol
 from dispatch.config import DispatchConfig
 from dispatch.errors import (
     InvalidInput,
+    MechanicNotFound,
     NotYourRequest,
     OfferUnavailable,
     RequestNotCancellable,
+    RequestNotCompletable,
     RequestNotFound,
 )
 from dispatch.events import EventLog
 from dispatch.favorites import Favorites
 from dispatch.keys import DispatchKeys
-from dispatch.mechanics import Mechanics, ProviderType, canonical_id
+from dispatch.mechanics import Mechanic, Mechanics, ProviderType, canonical_id
+from dispatch.metrics import (
+    ACCEPTS,
+    FALLBACK_LATENESS,
+    FALLBACKS,
+    OFFER_ACKS,
+    OFFER_RESENDS,
+    OFFERS_SENT,
+    TIME_TO_ACCEPT,
+)
 from dispatch.models import (
     EventKind,
     FallbackReason,
     OfferKind,
     Phase,
-    PlanCode,
     RevokeReason,
     Routing,
     RoutingType,
@@ -48,6 +58,8 @@ from dispatch.models import (
     offer_id,
     parse_offer_id,
 )
+from dispatch.plans import Plans
+from dispatch.rollout import Arm, arm_for
 from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import request_exclusions, session_requests
 from presence.clock import iso, utc_now
@@ -60,6 +72,21 @@ log = logging.getLogger(__name__)
 PENDING_OFFERS_ON_CONNECT = 100
 
 sr = session_requests
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated booking with its routing decided: what `insert` stores."""
+
+    customer_id: str
+    customer_name: str | None
+    session_type: SessionType
+    plan_code: str
+    routing: Routing
+    preferred: Mechanic | None
+    provider_type: ProviderType | None
+    arm: Arm
+    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,7 @@ class Dispatcher:
         presence: PresenceTracker,
         registry: Mechanics,
         favorites: Favorites,
+        plans: Plans,
         config: DispatchConfig,
     ) -> None:
         self._db = database
@@ -104,6 +132,7 @@ class Dispatcher:
         self._presence = presence
         self._registry = registry
         self._favorites = favorites
+        self._plans = plans
         self.config = config
         self.keys = DispatchKeys(config.key_prefix)
         self.events = EventLog(database)
@@ -123,54 +152,131 @@ class Dispatcher:
 
     # Creating
 
-    async def create(self, new: NewRequest) -> SessionRequest:
-        """Create a request and start routing it: the one entry point for the API and for payments."""
+    async def prepare(self, new: NewRequest, *, favorite_gone_means_broadcast: bool = False) -> PreparedRequest:
+        """Validate a booking and decide its routing, without creating anything.
+
+        A customer outside the rollout gets the broadcast even if they asked for their favorite (the favorite is
+        still recorded, for the A/B comparison). After payment (`favorite_gone_means_broadcast`) a favorite
+        deleted since checkout turns the booking into a plain broadcast instead of failing it.
+        """
         session_type = _choice(new.session_type, SessionType, "session_type")
-        plan_code = _choice(new.plan_code, PlanCode, "plan_code")
+        plan = await self._plans.get(new.plan_code)
         routing = _choice(new.routing, Routing, "routing")
         provider_type = _choice(new.provider_type, ProviderType, "provider_type") if new.provider_type else None
-        preferred = None
-        if routing is not Routing.BROADCAST:
-            if not new.preferred_mechanic_id:
-                raise InvalidInput(f"routing {routing.value!r} needs a preferred_mechanic_id.")
-            preferred = await self._registry.get(new.preferred_mechanic_id)
-        elif new.preferred_mechanic_id:
-            # "Find Available Mechanic Now" still names who the customer had in mind; a gone mechanic is 404.
-            await self._registry.get(new.preferred_mechanic_id)
+        arm = arm_for(new.customer_id, self.config.rollout_percent)
+        notes: list[str] = []
+        preferred: Mechanic | None = None
+        if routing is not Routing.BROADCAST and not new.preferred_mechanic_id:
+            raise InvalidInput(f"routing {routing.value!r} needs a preferred_mechanic_id.")
+        if new.preferred_mechanic_id:
+            try:
+                preferred = await self._registry.get(new.preferred_mechanic_id)
+            except MechanicNotFound:
+                if not favorite_gone_means_broadcast:
+                    raise
+                notes.append("favorite no longer available: broadcast")
+                routing = Routing.BROADCAST
+        if routing is Routing.BROADCAST and arm is Arm.PRIORITY:
+            # "Find Available Mechanic Now": the seed clears the preference.
+            preferred = None
+        if arm is Arm.CONTROL and routing is not Routing.BROADCAST:
+            notes.append(f"control arm: asked for {routing.value}, broadcast instead")
+            routing = Routing.BROADCAST
+        return PreparedRequest(
+            customer_id=new.customer_id,
+            customer_name=new.customer_name,
+            session_type=session_type,
+            plan_code=plan.code,
+            routing=routing,
+            preferred=preferred,
+            provider_type=provider_type or (ProviderType(preferred.provider_type) if preferred else None),
+            arm=arm,
+            notes=tuple(notes),
+        )
 
+    async def insert(self, prepared: PreparedRequest, checkout_session_id: str | None = None) -> SessionRequest | None:
+        """Store a prepared request; None if one already exists for this Checkout Session (the key decides)."""
         now = utc_now()
+        routing = prepared.routing
         window_s = (
             self.config.notify_wait_window_s if routing is Routing.NOTIFY_AND_WAIT else self.config.priority_window_s
         )
-        is_priority = preferred is not None
-        request_id = str(uuid.uuid4())
-        await self._db.execute(
-            sr.insert().values(
-                id=request_id,
-                customer_id=new.customer_id,
-                customer_name=new.customer_name,
-                session_type=session_type.value,
-                plan_code=plan_code.value,
+        is_priority = routing is not Routing.BROADCAST
+        preferred = prepared.preferred
+        row = await self._db.fetch_one(
+            insert_ignoring_conflict(self._db, sr)
+            .values(
+                id=str(uuid.uuid4()),
+                customer_id=prepared.customer_id,
+                customer_name=prepared.customer_name,
+                session_type=prepared.session_type.value,
+                plan_code=prepared.plan_code,
                 status=Status.PENDING.value,
                 preferred_mechanic_id=preferred.id if preferred else None,
                 routing_type=(RoutingType.PRIORITY_BROADCAST if is_priority else RoutingType.BROADCAST).value,
                 priority_window_minutes=round(window_s / 60) if is_priority else None,
                 created_at=now,
                 routing=routing.value,
-                provider_type=(provider_type or ProviderType(preferred.provider_type)).value if preferred else None,
+                provider_type=prepared.provider_type.value if prepared.provider_type else None,
                 phase=(Phase.PRIORITY if is_priority else Phase.BROADCAST).value,
                 attempt=1,
                 priority_deadline=now + timedelta(seconds=window_s) if is_priority else None,
+                arm=prepared.arm.value,
+                checkout_session_id=checkout_session_id,
             )
+            .returning(*sr.c)
         )
-        await self.events.record(request_id, EventKind.CREATED, detail=f"routing={routing.value}")
-        request = await self.get(request_id)
+        if row is None:
+            return None
+        request = SessionRequest.from_row(row)
+        detail = "; ".join((f"routing={routing.value}", f"arm={prepared.arm.value}", *prepared.notes))
+        await self.events.record(request.id, EventKind.CREATED, detail=detail)
+        return request
+
+    async def start_routing(self, request: SessionRequest) -> None:
+        """Offer a stored request: to the favorite first, or to everyone.
+
+        Safe to skip if the process dies right before: the keeper still closes the window from the database,
+        and mechanics who connect receive open requests.
+        """
         if request.phase is Phase.PRIORITY:
             await self._arm_window(request)
             await self._offer_priority(request)
         else:
             await self._broadcast(request)
-        return await self.get(request_id)
+
+    async def create(self, new: NewRequest) -> SessionRequest:
+        """Create a request and start routing it (payments use `prepare`, `insert` and `start_routing`)."""
+        request = await self.insert(await self.prepare(new))
+        assert request is not None  # no Checkout Session, so no conflict
+        await self.start_routing(request)
+        return await self.get(request.id)
+
+    async def complete(self, mechanic_id: str, request_id: str) -> SessionRequest:
+        """The assigned mechanic ends the session."""
+        request = await self.get(request_id)
+        if request.mechanic_id != mechanic_id:
+            raise NotYourRequest(request_id=request.id)
+        row = await self._db.fetch_one(
+            sr.update()
+            .where(sr.c.id == request.id, sr.c.status == Status.ACCEPTED.value, sr.c.mechanic_id == mechanic_id)
+            .values(status=Status.COMPLETED.value, completed_at=utc_now())
+            .returning(*sr.c)
+        )
+        if row is None:
+            raise RequestNotCompletable()
+        await self.events.record(request.id, EventKind.COMPLETED, mechanic_id=mechanic_id)
+        return SessionRequest.from_row(row)
+
+    async def dismiss_favorite_prompt(self, customer_id: str, request_id: str) -> None:
+        request = await self.get(request_id)
+        if request.customer_id != customer_id:
+            raise RequestNotFound()
+        await self._db.execute(
+            sr.update()
+            .where(sr.c.id == request.id, sr.c.favorite_prompt_dismissed_at.is_(None))
+            .values(favorite_prompt_dismissed_at=utc_now())
+        )
 
     # Offers
 
@@ -205,6 +311,7 @@ class Dispatcher:
         if not await self._presence.is_online(mechanic_id):
             return
         if await self._mark_notified(request):
+            OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
             await self._hub.send(self._offer_envelope(request, OfferKind.PRIORITY, to=(mechanic_id,)))
 
     async def _mark_notified(self, request: SessionRequest) -> bool:
@@ -244,6 +351,7 @@ class Dispatcher:
         """Offer to every connected mechanic but those who declined or gave it back."""
         excluded = await self._excluded(request.id)
         await self.events.record(request.id, EventKind.BROADCAST, attempt=request.attempt)
+        OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
         await self._hub.send(self._offer_envelope(request, OfferKind.BROADCAST, to=None, exclude=excluded))
 
     async def deliver_pending(self, connection: Connection) -> None:
@@ -277,6 +385,7 @@ class Dispatcher:
 
     async def ack(self, mechanic_id: str, offer: str) -> None:
         """A device confirms it received an offer; for the priority offer this stops the resends."""
+        OFFER_ACKS.inc()
         parsed = parse_offer_id(offer)
         if parsed is None or canonical_id(parsed[0]) is None:
             raise OfferUnavailable("Unknown offer_id.")
@@ -327,6 +436,7 @@ class Dispatcher:
                 detail=f"resend {row['offer_resends']}",
             )
             self.deadlines_changed.set()
+            OFFER_RESENDS.inc()
             assert request.preferred_mechanic_id is not None
             await self._hub.send(
                 self._offer_envelope(request, OfferKind.PRIORITY, to=(request.preferred_mechanic_id,), resend=True)
@@ -394,6 +504,9 @@ class Dispatcher:
         if row is None:
             return False
         request = SessionRequest.from_row(row)
+        FALLBACKS.labels(reason=reason.value).inc()
+        if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
+            FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
         await self.events.record(
             request_id,
             EventKind.FELL_BACK,
@@ -454,6 +567,11 @@ class Dispatcher:
         if row is None:
             raise OfferUnavailable(request_id=request_id)
         request = SessionRequest.from_row(row)
+        ACCEPTS.labels(routing_type=request.routing_type).inc()
+        if request.accepted_at is not None:
+            TIME_TO_ACCEPT.labels(routing_type=request.routing_type).observe(
+                (request.accepted_at - request.created_at).total_seconds()
+            )
         await self.events.record(request_id, EventKind.ACCEPTED, mechanic_id=mechanic_id, attempt=attempt)
         await self._redis.delete(self.keys.window(request_id, 1))
         await self._favorites.count_booking(request.customer_id, mechanic_id)
@@ -523,6 +641,7 @@ class Dispatcher:
         if row is None:
             return False
         request = SessionRequest.from_row(row)
+        FALLBACKS.labels(reason=why.value).inc()
         await self._exclude(request_id, mechanic_id, "gave_back")
         await self.events.record(
             request_id, EventKind.MECHANIC_CANCELLED, mechanic_id=mechanic_id, attempt=request.attempt, detail=detail

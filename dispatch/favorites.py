@@ -76,6 +76,14 @@ class Favorites:
             favorites.delete().where(favorites.c.customer_id == customer_id, favorites.c.provider_id == canonical)
         )
 
+    async def is_favorite(self, customer_id: str, mechanic_id: str) -> bool:
+        row = await self._db.fetch_one(
+            sa.select(favorites.c.provider_id).where(
+                favorites.c.customer_id == customer_id, favorites.c.provider_id == mechanic_id
+            )
+        )
+        return row is not None
+
     async def forget_mechanic(self, mechanic_id: str) -> None:
         """A deleted mechanic disappears from every customer's favorites."""
         await self._db.execute(favorites.delete().where(favorites.c.provider_id == mechanic_id))

@@ -43,12 +43,6 @@ class SessionType(StrEnum):
     DIAGNOSTIC = "diagnostic"
 
 
-class PlanCode(StrEnum):
-    QUICK = "quick"
-    STANDARD = "standard"
-    EXTENDED = "extended"
-
-
 class FallbackReason(StrEnum):
     """Why a request left its priority phase (or came back to the broadcast after being accepted)."""
 
@@ -120,6 +114,9 @@ class SessionRequest:
     accepted_at: datetime | None
     completed_at: datetime | None
     cancelled_at: datetime | None
+    arm: str
+    checkout_session_id: str | None
+    favorite_prompt_dismissed_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRequest:
@@ -154,4 +151,7 @@ class SessionRequest:
             accepted_at=ts("accepted_at"),
             completed_at=ts("completed_at"),
             cancelled_at=ts("cancelled_at"),
+            arm=m["arm"],
+            checkout_session_id=m["checkout_session_id"],
+            favorite_prompt_dismissed_at=ts("favorite_prompt_dismissed_at"),
         )

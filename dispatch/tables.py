@@ -48,6 +48,11 @@ session_requests = sa.Table(
     sa.Column("reroute_reason", sa.String(30), nullable=True),
     sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+    # The A/B arm (priority | control), the Stripe Checkout Session that paid for it, the dismissed prompt.
+    sa.Column("arm", sa.String(20), nullable=False, server_default="priority"),
+    sa.Column("checkout_session_id", sa.String(255), nullable=True),
+    sa.Column("favorite_prompt_dismissed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("checkout_session_id", name="uq_session_requests_checkout_session"),
     sa.Index(
         "idx_session_requests_preferred_mechanic",
         "preferred_mechanic_id",
@@ -79,4 +84,25 @@ request_exclusions = sa.Table(
     sa.Column("mechanic_id", UUID, nullable=False),
     sa.Column("reason", sa.String(20), nullable=False),
     sa.PrimaryKeyConstraint("request_id", "mechanic_id", name="pk_request_exclusions"),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("code", sa.String(20), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("amount_cents", sa.Integer, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+# Every Stripe event handled once: Stripe delivers at least once, retries for days and does not keep order.
+stripe_events = sa.Table(
+    "stripe_events",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("checkout_session_id", sa.String(255), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.String(30), nullable=False),
 )

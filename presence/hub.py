@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from presence.bus import Bus
+from presence.metrics import CONNECTED_SOCKETS
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,14 @@ class Hub:
 
     def register(self, connection: Connection) -> None:
         self._by_mechanic[connection.mechanic_id].add(connection)
+        CONNECTED_SOCKETS.inc()
         connection.start()
 
     async def unregister(self, connection: Connection) -> None:
         devices = self._by_mechanic.get(connection.mechanic_id)
         if devices is not None:
+            if connection in devices:
+                CONNECTED_SOCKETS.dec()
             devices.discard(connection)
             if not devices:
                 del self._by_mechanic[connection.mechanic_id]

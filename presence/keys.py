@@ -31,6 +31,11 @@ class PresenceKeys:
         return f"{self.prefix}:last_seen:dirty"
 
     @property
+    def online_index(self) -> str:
+        """Sorted set mechanic id -> presence expiry (ms): who is online, countable in one call."""
+        return f"{self.prefix}:online_index"
+
+    @property
     def transitions(self) -> str:
         """Pub/sub channel carrying online/offline transitions as JSON."""
         return f"{self.prefix}:presence"

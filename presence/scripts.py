@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] last_seen hash, KEYS[4] dirty set, KEYS[5] transitions channel
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] last_seen hash, KEYS[4] dirty set, KEYS[5] transitions channel,
+# KEYS[6] online index (zset mechanic id -> presence expiry, for counting who is online)
 # ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms)
 # Returns 1 when this call made the mechanic go online (and published that transition), else 0.
 TOUCH = """
@@ -15,6 +16,7 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + ttl, ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[6], tonumber(ARGV[3]) + ttl, ARGV[1])
 if was_online == 0 then
   redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = true, at = tonumber(ARGV[3])}))
   return 1
@@ -31,6 +33,7 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[6], ARGV[1])
   if redis.call('DEL', KEYS[1]) == 1 then
     redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[3])}))
     return 1
@@ -39,11 +42,13 @@ end
 return 0
 """
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel. ARGV[1] mechanic id, ARGV[2] now (ms)
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel, KEYS[4] online index.
+# ARGV[1] mechanic id, ARGV[2] now (ms)
 # Called by every process that hears the online key expire (a crash): the DEL of the devices set decides which
 # one publishes, so the offline transition goes out once.
 EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('PUBLISH', KEYS[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[2])}))
   return 1
 end

@@ -45,7 +45,14 @@ class PresenceTracker:
 
     def _device_keys(self, mechanic_id: str) -> list[str]:
         k = self.keys
-        return [k.online(mechanic_id), k.devices(mechanic_id), k.last_seen, k.last_seen_dirty, k.transitions]
+        return [
+            k.online(mechanic_id),
+            k.devices(mechanic_id),
+            k.last_seen,
+            k.last_seen_dirty,
+            k.transitions,
+            k.online_index,
+        ]
 
     async def track(self, mechanic_id: str, connection_id: str) -> bool:
         """Register a device, or refresh it on heartbeat. True when this made the mechanic go online."""
@@ -63,7 +70,14 @@ class PresenceTracker:
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
-        await self._redis.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id))
+            pipe.zrem(self.keys.online_index, mechanic_id)
+            await pipe.execute()
+
+    async def online_count(self) -> int:
+        """Mechanics online now, across every server (a crashed device stops counting when its TTL runs out)."""
+        return int(await self._redis.zcount(self.keys.online_index, now_ms(), "+inf"))
 
     async def on_key_expired(self, key: str) -> None:
         """Called for every expired key; announces a crashed mechanic's offline transition exactly once."""
@@ -72,7 +86,8 @@ class PresenceTracker:
             return
         mechanic_id = key[len(prefix) :]
         await self._expired(
-            keys=[key, self.keys.devices(mechanic_id), self.keys.transitions], args=[mechanic_id, now_ms()]
+            keys=[key, self.keys.devices(mechanic_id), self.keys.transitions, self.keys.online_index],
+            args=[mechanic_id, now_ms()],
         )
 
     async def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:

@@ -1,0 +1,43 @@
+"""`GET /metrics` in Prometheus' text format: open to loopback scrapers, otherwise admins only.
+
+With PROMETHEUS_MULTIPROC_DIR set (`make run WORKERS=n` sets it), every worker's samples are aggregated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.auth import Role
+from api.context import authenticate, services
+from presence.metrics import ONLINE_MECHANICS
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _registry() -> CollectorRegistry:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+async def metrics(request: Request) -> Response:
+    if not _is_loopback(request.client.host if request.client else None):
+        authenticate(request, Role.ADMIN)
+    ONLINE_MECHANICS.set(await services(request).presence.online_count())
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", metrics)]

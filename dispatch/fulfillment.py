@@ -1,0 +1,122 @@
+"""Creating requests from paid Stripe Checkout Sessions, exactly once.
+
+Stripe delivers each event at least once, retries for days and does not keep order. The event id and the
+Checkout Session id are unique keys, written in the same transaction as the request, so a duplicate event or a
+second event for the same session creates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from databases import Database
+
+from dispatch.dispatcher import Dispatcher, NewRequest
+from dispatch.errors import InvalidInput
+from dispatch.models import SessionRequest
+from dispatch.sql import insert_ignoring_conflict
+from dispatch.tables import stripe_events
+from presence.clock import utc_now
+
+log = logging.getLogger(__name__)
+
+METADATA_FIELDS = (
+    "customer_id",
+    "preferred_mechanic_id",
+    "routing_type",
+    "routing",
+    "provider_type",
+    "session_type",
+    "plan_code",
+    "arm",
+)
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    DUPLICATE_EVENT = "duplicate_event"
+    DUPLICATE_SESSION = "duplicate_session"
+    NOT_PAID = "not_paid"
+    IGNORED = "ignored"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class PaidCheckout:
+    event_id: str
+    event_type: str
+    checkout_session_id: str
+    metadata: dict[str, str]
+    customer_name: str | None = None
+
+
+def metadata_for(new: NewRequest, routing_type: str, arm: str) -> dict[str, str]:
+    """What a Checkout Session carries so that the webhook can create the request (Stripe wants strings)."""
+    values = {
+        "customer_id": new.customer_id,
+        "preferred_mechanic_id": new.preferred_mechanic_id or "",
+        "routing_type": routing_type,
+        "routing": new.routing,
+        "provider_type": new.provider_type or "",
+        "session_type": new.session_type,
+        "plan_code": new.plan_code,
+        "arm": arm,
+    }
+    if new.customer_name:
+        values["customer_name"] = new.customer_name[:200]
+    return values
+
+
+def _new_request(metadata: dict[str, str]) -> NewRequest:
+    missing = [f for f in ("customer_id", "session_type", "plan_code", "routing") if not metadata.get(f)]
+    if missing:
+        raise InvalidInput(f"Checkout metadata lacks {', '.join(missing)}.")
+    return NewRequest(
+        customer_id=metadata["customer_id"],
+        customer_name=metadata.get("customer_name") or None,
+        session_type=metadata["session_type"],
+        plan_code=metadata["plan_code"],
+        routing=metadata["routing"],
+        preferred_mechanic_id=metadata.get("preferred_mechanic_id") or None,
+        provider_type=metadata.get("provider_type") or None,
+    )
+
+
+class Fulfillment:
+    def __init__(self, database: Database, dispatcher: Dispatcher) -> None:
+        self._db = database
+        self._dispatcher = dispatcher
+
+    async def fulfill(self, paid: PaidCheckout) -> tuple[Outcome, SessionRequest | None]:
+        """Create the request a paid checkout bought, unless this event or this session was already handled.
+
+        Malformed metadata raises InvalidInput and records nothing, so that a fixed retry can still succeed.
+        """
+        new = _new_request(paid.metadata)
+        prepared = await self._dispatcher.prepare(new, favorite_gone_means_broadcast=True)
+        async with self._db.transaction():
+            recorded = await self._db.fetch_one(
+                insert_ignoring_conflict(self._db, stripe_events)
+                .values(
+                    id=paid.event_id,
+                    type=paid.event_type,
+                    checkout_session_id=paid.checkout_session_id,
+                    received_at=utc_now(),
+                    outcome=Outcome.CREATED.value,
+                )
+                .returning(stripe_events.c.id)
+            )
+            if recorded is None:
+                return Outcome.DUPLICATE_EVENT, None
+            request = await self._dispatcher.insert(prepared, paid.checkout_session_id)
+            if request is None:
+                await self._db.execute(
+                    stripe_events.update()
+                    .where(stripe_events.c.id == paid.event_id)
+                    .values(outcome=Outcome.DUPLICATE_SESSION.value)
+                )
+                return Outcome.DUPLICATE_SESSION, None
+        await self._dispatcher.start_routing(request)
+        return Outcome.CREATED, request
