@@ -25,6 +25,7 @@ from dispatch.dispatcher import Dispatcher
 from dispatch.favorites import Favorites
 from dispatch.fulfillment import Fulfillment
 from dispatch.keys import DispatchKeys
+from dispatch.kpis import Kpis
 from dispatch.mechanics import Mechanics
 from dispatch.plans import Plans
 from presence.bus import Bus
@@ -49,6 +50,7 @@ class Services:
     dispatcher: Dispatcher
     keeper: DeadlineKeeper
     fulfillment: Fulfillment
+    kpis: Kpis
     stripe: StripeGateway | None
 
 
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             dispatcher=dispatcher,
             keeper=keeper,
             fulfillment=Fulfillment(database, dispatcher),
+            kpis=Kpis(database),
             stripe=StripeGateway(settings) if settings.payments_enabled else None,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -273,6 +274,28 @@ async def cancel_request(request: Request) -> Response:
     return JSONResponse(await _request_json(svc, cancelled))
 
 
+def _instant(request: Request, name: str) -> datetime | None:
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO-8601 date or time.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def kpis(request: Request) -> Response:
+    authenticate(request, Role.ADMIN)
+    arm_name = request.query_params.get("arm") or None
+    try:
+        arm = Arm(arm_name) if arm_name else None
+    except ValueError:
+        raise InvalidInput("arm must be priority or control.") from None
+    report = await services(request).kpis.report(_instant(request, "since"), _instant(request, "until"), arm)
+    return JSONResponse(report)
+
+
 async def complete_request(request: Request) -> Response:
     principal = authenticate(request, Role.MECHANIC)
     svc = services(request)
@@ -298,6 +321,7 @@ routes = [
     Route("/api/admin/mechanics", create_mechanic, methods=["POST"]),
     Route("/api/admin/mechanics/{mechanic_id}", delete_mechanic, methods=["DELETE"]),
     Route("/api/admin/session-requests/{request_id}/events", request_events),
+    Route("/api/admin/kpis", kpis),
     Route("/api/session-requests", create_request, methods=["POST"]),
     Route("/api/session-requests/{request_id}", get_request),
     Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),

@@ -110,18 +110,18 @@ async def webhook(request: Request) -> Response:
     except InvalidWebhook:
         WEBHOOK_EVENTS.labels(outcome="invalid_signature").inc()
         raise
-    outcome = await _handle(svc, event)
+    outcome, request_id = await _handle(svc, event)
     WEBHOOK_EVENTS.labels(outcome=outcome.value).inc()
-    return JSONResponse({"received": True, "outcome": outcome.value})
+    return JSONResponse({"received": True, "outcome": outcome.value, "request_id": request_id})
 
 
-async def _handle(svc: Services, event: dict[str, Any]) -> Outcome:
+async def _handle(svc: Services, event: dict[str, Any]) -> tuple[Outcome, str | None]:
     event_type = str(event.get("type", ""))
     if event_type not in PAID_EVENTS:
-        return Outcome.IGNORED
+        return Outcome.IGNORED, None
     session = event.get("data", {}).get("object", {})
     if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
-        return Outcome.NOT_PAID  # async payment methods: async_payment_succeeded follows
+        return Outcome.NOT_PAID, None  # async payment methods: async_payment_succeeded follows
     metadata = session.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(session.get("id"), str) or not event.get("id"):
         raise InvalidMetadata("The event has no id, or its Checkout Session no metadata object or no id.")
@@ -132,7 +132,7 @@ async def _handle(svc: Services, event: dict[str, Any]) -> Outcome:
         metadata={str(k): str(v) for k, v in metadata.items() if v is not None},
     )
     try:
-        outcome, _ = await svc.fulfillment.fulfill(paid)
+        outcome, request = await svc.fulfillment.fulfill(paid)
     except InvalidInput as error:
         log.error(
             "webhook %s for checkout %s has malformed metadata: %s",
@@ -142,7 +142,7 @@ async def _handle(svc: Services, event: dict[str, Any]) -> Outcome:
         )
         WEBHOOK_EVENTS.labels(outcome=Outcome.INVALID.value).inc()
         raise InvalidMetadata(f"Malformed checkout metadata: {error.message}") from None
-    return outcome
+    return outcome, request.id if request else None
 
 
 routes = [

@@ -1,0 +1,311 @@
+"""The favorites KPIs, computed from the requests and their event logs (definitions in docs/kpis.md).
+
+Requests count when they were created in [since, until). Rates come with the counts behind them; the A/B section
+compares the arms with a 95% confidence interval (normal approximation: Welch for means, Wald for proportions).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database
+
+from dispatch.models import EventKind
+from dispatch.rollout import Arm
+from dispatch.tables import request_events, session_requests
+from presence.clock import as_utc, iso
+
+FAVORITE_ACCEPTANCE_TARGET = 0.70
+FALLBACK_TARGET = 0.30
+REBOOK_TARGET = 0.60
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class _Request:
+    id: str
+    customer_id: str
+    arm: str
+    routing_type: str
+    preferred_mechanic_id: str | None
+    mechanic_id: str | None
+    created_at: datetime
+    accepted_at: datetime | None
+    fallback_broadcast_at: datetime | None
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
+
+
+class Kpis:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def report(self, since: datetime | None, until: datetime | None, arm: Arm | None = None) -> dict[str, Any]:
+        requests = await self._requests(since, until)
+        accepted_by = await self._accepters([r.id for r in requests])
+        fallback_reasons = await self._fallback_reasons([r.id for r in requests])
+        history = await self._accepted_history(until)
+        report: dict[str, Any] = {
+            "range": {"since": iso(since), "until": iso(until), "arm": arm.value if arm else None},
+        }
+        chosen = [r for r in requests if arm is None or r.arm == arm.value]
+        report.update(_metrics(chosen, accepted_by, fallback_reasons, history))
+        if arm is None:
+            arms = {a.value: [r for r in requests if r.arm == a.value] for a in Arm}
+            report["arms"] = {
+                name: _metrics(subset, accepted_by, fallback_reasons, history) for name, subset in arms.items()
+            }
+            report["ab_test"] = _compare(arms[Arm.PRIORITY.value], arms[Arm.CONTROL.value], accepted_by)
+        return report
+
+    async def _requests(self, since: datetime | None, until: datetime | None) -> list[_Request]:
+        sr = session_requests
+        query = sa.select(
+            sr.c.id,
+            sr.c.customer_id,
+            sr.c.arm,
+            sr.c.routing_type,
+            sr.c.preferred_mechanic_id,
+            sr.c.mechanic_id,
+            sr.c.created_at,
+            sr.c.accepted_at,
+            sr.c.fallback_broadcast_at,
+        )
+        if since is not None:
+            query = query.where(sr.c.created_at >= since)
+        if until is not None:
+            query = query.where(sr.c.created_at < until)
+        return [_request(row) for row in await self._db.fetch_all(query)]
+
+    async def _accepters(self, request_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
+        """Each request's accepts, in order: (mechanic, when). A give-back leaves the first accept on record."""
+        accepts: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+        for chunk in _chunks(request_ids):
+            rows = await self._db.fetch_all(
+                sa.select(request_events.c.request_id, request_events.c.mechanic_id, request_events.c.at)
+                .where(request_events.c.request_id.in_(chunk), request_events.c.kind == EventKind.ACCEPTED.value)
+                .order_by(request_events.c.id)
+            )
+            for row in rows:
+                accepts[str(row["request_id"])].append((str(row["mechanic_id"]), as_utc(row["at"])))
+        return accepts
+
+    async def _fallback_reasons(self, request_ids: list[str]) -> dict[str, list[str]]:
+        reasons: dict[str, list[str]] = defaultdict(list)
+        for chunk in _chunks(request_ids):
+            rows = await self._db.fetch_all(
+                sa.select(request_events.c.request_id, request_events.c.detail)
+                .where(request_events.c.request_id.in_(chunk), request_events.c.kind == EventKind.FELL_BACK.value)
+                .order_by(request_events.c.id)
+            )
+            for row in rows:
+                reasons[str(row["request_id"])].append(row["detail"] or "unknown")
+        return reasons
+
+    async def _accepted_history(self, until: datetime | None) -> dict[str, list[tuple[datetime, str]]]:
+        """Every customer's accepted bookings before `until`, oldest first: who they had before."""
+        sr = session_requests
+        query = sa.select(sr.c.customer_id, sr.c.created_at, sr.c.mechanic_id).where(sr.c.mechanic_id.is_not(None))
+        if until is not None:
+            query = query.where(sr.c.created_at < until)
+        history: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+        for row in await self._db.fetch_all(query.order_by(sr.c.created_at)):
+            history[str(row["customer_id"])].append((as_utc(row["created_at"]), str(row["mechanic_id"])))
+        return history
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _request(row: Any) -> _Request:
+    m = row._mapping
+
+    def text(name: str) -> str | None:
+        return str(m[name]) if m[name] is not None else None
+
+    def ts(name: str) -> datetime | None:
+        return as_utc(m[name]) if m[name] is not None else None
+
+    return _Request(
+        id=str(m["id"]),
+        customer_id=str(m["customer_id"]),
+        arm=m["arm"],
+        routing_type=m["routing_type"],
+        preferred_mechanic_id=text("preferred_mechanic_id"),
+        mechanic_id=text("mechanic_id"),
+        created_at=as_utc(m["created_at"]),
+        accepted_at=ts("accepted_at"),
+        fallback_broadcast_at=ts("fallback_broadcast_at"),
+    )
+
+
+def _accepted_by_favorite(request: _Request, accepted_by: dict[str, list[tuple[str, datetime]]]) -> bool:
+    return any(mechanic == request.preferred_mechanic_id for mechanic, _ in accepted_by.get(request.id, ()))
+
+
+def _minutes_to_accept(request: _Request, accepted_by: dict[str, list[tuple[str, datetime]]]) -> float | None:
+    accepts = accepted_by.get(request.id)
+    if not accepts:
+        return None
+    return (accepts[0][1] - request.created_at).total_seconds() / 60
+
+
+def _metrics(
+    requests: list[_Request],
+    accepted_by: dict[str, list[tuple[str, datetime]]],
+    fallback_reasons: dict[str, list[str]],
+    history: dict[str, list[tuple[datetime, str]]],
+) -> dict[str, Any]:
+    with_favorite = [r for r in requests if r.preferred_mechanic_id]
+    by_favorite = sum(1 for r in with_favorite if _accepted_by_favorite(r, accepted_by))
+    priority = [r for r in requests if r.routing_type == "priority_broadcast"]
+    fell_back = [r for r in priority if r.fallback_broadcast_at is not None]
+    reasons: dict[str, int] = defaultdict(int)
+    for r in fell_back:
+        reasons[fallback_reasons.get(r.id, ["unknown"])[0]] += 1
+
+    accepted = [r for r in requests if accepted_by.get(r.id)]
+    per_customer: dict[str, list[_Request]] = defaultdict(list)
+    for r in accepted:
+        per_customer[r.customer_id].append(r)
+    repeat_customers = {c: rs for c, rs in per_customer.items() if len(rs) >= 2}
+    rebooked = sum(1 for c, rs in repeat_customers.items() if _rebooked(rs, history.get(c, []), accepted_by))
+
+    times: dict[str, list[float]] = defaultdict(list)
+    for r in accepted:
+        minutes = _minutes_to_accept(r, accepted_by)
+        if minutes is not None:
+            times[r.routing_type].append(minutes)
+    return {
+        "requests": len(requests),
+        "favorite_acceptance": {
+            "rate": _rate(by_favorite, len(with_favorite)),
+            "accepted_by_favorite": by_favorite,
+            "with_favorite": len(with_favorite),
+            "target": FAVORITE_ACCEPTANCE_TARGET,
+        },
+        "fallback": {
+            "rate": _rate(len(fell_back), len(priority)),
+            "fell_back": len(fell_back),
+            "priority_requests": len(priority),
+            "target": FALLBACK_TARGET,
+            "reasons": dict(sorted(reasons.items())),
+        },
+        "rebook": {
+            "rate": _rate(rebooked, len(repeat_customers)),
+            "rebooked_customers": rebooked,
+            "customers_with_two_or_more": len(repeat_customers),
+            "target": REBOOK_TARGET,
+        },
+        "time_to_accept_minutes": {
+            routing_type: {
+                "count": len(values),
+                "mean": _round(statistics.fmean(values)),
+                "p50": _round(_percentile(values, 0.5)),
+                "p90": _round(_percentile(values, 0.9)),
+            }
+            for routing_type, values in sorted(times.items())
+        },
+    }
+
+
+def _rebooked(
+    bookings: list[_Request],
+    history: list[tuple[datetime, str]],
+    accepted_by: dict[str, list[tuple[str, datetime]]],
+) -> bool:
+    """Did any of these bookings go to a mechanic this customer had had on an earlier booking?"""
+    for booking in bookings:
+        mechanic = booking.mechanic_id or accepted_by[booking.id][0][0]
+        if any(at < booking.created_at and earlier == mechanic for at, earlier in history):
+            return True
+    return False
+
+
+def _compare(
+    priority: list[_Request], control: list[_Request], accepted_by: dict[str, list[tuple[str, datetime]]]
+) -> dict[str, Any]:
+    def times(requests: list[_Request]) -> list[float]:
+        return [m for r in requests if (m := _minutes_to_accept(r, accepted_by)) is not None]
+
+    def acceptance(requests: list[_Request]) -> tuple[int, int]:
+        with_favorite = [r for r in requests if r.preferred_mechanic_id]
+        return sum(1 for r in with_favorite if _accepted_by_favorite(r, accepted_by)), len(with_favorite)
+
+    return {
+        "time_to_accept_minutes": _difference_of_means(times(priority), times(control)),
+        "favorite_acceptance": _difference_of_proportions(*acceptance(priority), *acceptance(control)),
+    }
+
+
+def _difference_of_means(a: list[float], b: list[float]) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "priority_n": len(a),
+        "control_n": len(b),
+        "priority_mean": None,
+        "control_mean": None,
+        "difference": None,
+        "ci95": None,
+        "significant": False,
+    }
+    if len(a) < 2 or len(b) < 2:
+        return result
+    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    difference = mean_a - mean_b
+    low, high = difference - Z95 * se, difference + Z95 * se
+    result.update(
+        priority_mean=_round(mean_a),
+        control_mean=_round(mean_b),
+        difference=_round(difference),
+        ci95=[_round(low), _round(high)],
+        significant=bool(se > 0 and (low > 0 or high < 0)),
+    )
+    return result
+
+
+def _difference_of_proportions(hits_a: int, n_a: int, hits_b: int, n_b: int) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "priority_n": n_a,
+        "control_n": n_b,
+        "priority_rate": _rate(hits_a, n_a),
+        "control_rate": _rate(hits_b, n_b),
+        "difference": None,
+        "ci95": None,
+        "significant": False,
+    }
+    if not n_a or not n_b:
+        return result
+    p_a, p_b = hits_a / n_a, hits_b / n_b
+    se = math.sqrt(p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b)
+    difference = p_a - p_b
+    low, high = difference - Z95 * se, difference + Z95 * se
+    result.update(
+        difference=round(difference, 4),
+        ci95=[round(low, 4), round(high, 4)],
+        significant=bool(se > 0 and (low > 0 or high < 0)),
+    )
+    return result

@@ -1,0 +1,98 @@
+"""The favorites KPI report, read straight from the database (no server needed).
+
+python scripts/kpis.py [--since 2026-11-01] [--until 2026-12-01] [--arm priority|control] [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from databases import Database
+
+from api.settings import load_settings
+from dispatch.kpis import Kpis
+from dispatch.rollout import Arm
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    r = report["range"]
+    lines.append(f"Favorites KPIs  since={r['since'] or 'start'}  until={r['until'] or 'now'}  arm={r['arm'] or 'all'}")
+    lines.append(f"requests: {report['requests']}")
+    lines.append("")
+    lines.append(f"{'KPI':<28}{'value':>10}{'target':>10}   counts")
+    fa, fb, rb = report["favorite_acceptance"], report["fallback"], report["rebook"]
+    lines.append(
+        f"{'favorite acceptance rate':<28}{_pct(fa['rate']):>10}{'> 70%':>10}   "
+        f"{fa['accepted_by_favorite']} of {fa['with_favorite']} with a favorite"
+    )
+    lines.append(
+        f"{'fallback rate':<28}{_pct(fb['rate']):>10}{'< 30%':>10}   "
+        f"{fb['fell_back']} of {fb['priority_requests']} priority requests"
+    )
+    reasons = ", ".join(f"{k} {v}" for k, v in fb["reasons"].items()) or "none"
+    lines.append(f"{'  fallback reasons':<28}{'':>10}{'':>10}   {reasons}")
+    lines.append(
+        f"{'rebook rate':<28}{_pct(rb['rate']):>10}{'> 60%':>10}   "
+        f"{rb['rebooked_customers']} of {rb['customers_with_two_or_more']} customers with 2+ bookings"
+    )
+    lines.append("")
+    lines.append(f"{'time to accept (min)':<28}{'n':>6}{'mean':>9}{'p50':>9}{'p90':>9}")
+    for routing_type, t in report["time_to_accept_minutes"].items():
+        lines.append(
+            f"{'  ' + routing_type:<28}{t['count']:>6}{_num(t['mean']):>9}{_num(t['p50']):>9}{_num(t['p90']):>9}"
+        )
+    if "ab_test" in report:
+        lines.append("")
+        lines.append("A/B: priority arm minus control arm (95% CI)")
+        for name, c in report["ab_test"].items():
+            ci = "—" if c["ci95"] is None else f"[{c['ci95'][0]}, {c['ci95'][1]}]"
+            verdict = "significant" if c["significant"] else "not significant yet"
+            lines.append(
+                f"  {name:<26} diff={c['difference'] if c['difference'] is not None else '—'}  ci95={ci}  "
+                f"n={c['priority_n']}/{c['control_n']}  {verdict}"
+            )
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--since", type=_instant)
+    parser.add_argument("--until", type=_instant)
+    parser.add_argument("--arm", choices=[a.value for a in Arm])
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    database = Database(load_settings().database_url)
+    await database.connect()
+    try:
+        report = await Kpis(database).report(args.since, args.until, Arm(args.arm) if args.arm else None)
+    finally:
+        await database.disconnect()
+    print(json.dumps(report, indent=2) if args.json else render(report))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
