@@ -30,7 +30,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class MechanicApp:
-    """A mechanic's device: collects every frame; `expect` waits for the next one of a type."""
+    """A mechanic's device, as the apps behave: heartbeats at the interval the welcome gives, acks offers.
+
+    It collects every frame; `expect` waits for the next one of a type.
+    """
 
     ws: ClientConnection
     mechanic_id: str
@@ -39,15 +42,24 @@ class MechanicApp:
     _reader: asyncio.Task[None] | None = None
     auto_ack: bool = True
     auto_accept: bool = False
+    heartbeats: bool = True
+    _heartbeat: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read())
+
+    async def _beat(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.send({"type": "heartbeat"})
 
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
                 message = json.loads(frame)
                 self.received.append(message)
+                if message.get("type") == "welcome" and self.heartbeats:
+                    self._heartbeat = asyncio.create_task(self._beat(float(message["heartbeat_interval_s"])))
                 if self.auto_ack and message.get("type") == "offer":
                     await self.send({"type": "ack", "offer_id": message["offer_id"]})
                 if self.auto_accept and message.get("type") == "offer":
@@ -81,6 +93,8 @@ class MechanicApp:
         return sum(1 for m in self.received if m.get("type") == kind and all(m.get(k) == v for k, v in match.items()))
 
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await self.ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -122,11 +136,19 @@ class Harness:
         return str(response.json()["id"])
 
     async def connect(
-        self, mechanic_id: str, *, auto_ack: bool = True, auto_accept: bool = False, ws_url: str | None = None
+        self,
+        mechanic_id: str,
+        *,
+        auto_ack: bool = True,
+        auto_accept: bool = False,
+        heartbeats: bool = True,
+        ws_url: str | None = None,
     ) -> MechanicApp:
         token = self.token(Role.MECHANIC, mechanic_id)
         ws = await connect(f"{ws_url or self.ws_url}?token={token}", compression=None, open_timeout=5)
-        app = MechanicApp(ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack, auto_accept=auto_accept)
+        app = MechanicApp(
+            ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack, auto_accept=auto_accept, heartbeats=heartbeats
+        )
         app.start()
         await app.expect("welcome")
         self.apps.append(app)

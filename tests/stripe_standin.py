@@ -40,8 +40,13 @@ class StripeStandIn:
         self.sessions.append(form)
         session_id = f"cs_test_{uuid.uuid4().hex}"
         return JSONResponse(
-            {"id": session_id, "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/{session_id}",
-             "payment_status": "unpaid", "status": "open"}
+            {
+                "id": session_id,
+                "object": "checkout.session",
+                "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+                "payment_status": "unpaid",
+                "status": "open",
+            }
         )
 
     def app(self) -> Starlette:
@@ -86,6 +91,11 @@ def checkout_event(
         "metadata": metadata,
     }
     return json.dumps(
-        {"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type,
-         "created": int(time.time()), "data": {"object": session}}
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"object": session},
+        }
     )

@@ -63,8 +63,13 @@ def _metadata(harness: Harness, **overrides: str) -> dict[str, str]:
 async def test_checkout_carries_the_routing_choice_in_metadata(paying: Harness, standin: StripeStandIn) -> None:
     """Checkout creates a Stripe session priced from the plans table, with the routing choice in metadata."""
     sam = await paying.create_mechanic("Sam")
-    body = {"session_type": "video", "plan_code": "extended", "routing": "priority", "preferred_mechanic_id": sam,
-            "provider_type": "independent"}
+    body = {
+        "session_type": "video",
+        "plan_code": "extended",
+        "routing": "priority",
+        "preferred_mechanic_id": sam,
+        "provider_type": "independent",
+    }
     response = await paying.http.post("/api/checkout", json=body, headers=paying.customer)
     assert response.status_code == 201, response.text
     created = response.json()

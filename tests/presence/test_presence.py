@@ -49,7 +49,7 @@ async def test_clean_close_is_offline_at_once_with_last_seen(harness: Harness) -
 async def test_heartbeats_keep_presence_alive_past_the_ttl(harness: Harness) -> None:
     """A mechanic who heartbeats stays online well past the presence TTL."""
     mechanic_id = await harness.create_mechanic()
-    app = await harness.connect(mechanic_id)
+    app = await harness.connect(mechanic_id, heartbeats=False)
     for _ in range(8):  # 2 s, beyond the 1.5 s TTL
         await app.send({"type": "heartbeat"})
         await app.expect("heartbeat_ack")
@@ -60,7 +60,7 @@ async def test_heartbeats_keep_presence_alive_past_the_ttl(harness: Harness) -> 
 async def test_silent_device_goes_offline_when_ttl_runs_out(harness: Harness, redis: Redis) -> None:
     """A device that stops heartbeating (a crash) is offline when the TTL runs out, not later."""
     mechanic_id = await harness.create_mechanic()
-    app = await harness.connect(mechanic_id)
+    app = await harness.connect(mechanic_id, heartbeats=False)
     ttl = harness.settings.presence_ttl_s
     started = time.monotonic()
     while (await harness.status(mechanic_id))["is_online"]:
