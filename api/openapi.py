@@ -15,6 +15,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
+        400: "A webhook whose signature does not verify, or whose metadata cannot make a request.",
         401: "Missing, invalid or expired token.",
         403: "The token's role may not do this.",
         404: "Not found (unknown, deleted or malformed id).",
@@ -69,6 +70,10 @@ OPENAPI: dict[str, Any] = {
                     "is_online": {"type": "boolean"},
                     "last_seen": _TS,
                     "last_seen_seconds": {"type": ["integer", "null"]},
+                    "priority_booking": {
+                        "type": ["boolean", "null"],
+                        "description": "For customers: whether their bookings go to a favorite first (A/B rollout).",
+                    },
                 },
             },
             "Favorite": {
@@ -125,7 +130,13 @@ OPENAPI: dict[str, Any] = {
                     "fallback_broadcast_at": _TS,
                     "created_at": _TS,
                     "accepted_at": _TS,
+                    "arm": {"enum": ["priority", "control"]},
                     "message": {"type": "string", "description": "The sentence the customer app shows."},
+                    "favorite_prompt": {
+                        "type": ["object", "null"],
+                        "description": "After completion, while the mechanic is not a favorite and not dismissed.",
+                        "properties": {"mechanic_id": _ID, "name": {"type": "string"}},
+                    },
                 },
             },
         },
@@ -259,6 +270,76 @@ OPENAPI: dict[str, Any] = {
                 409,
                 params=[_path_param("request_id")],
             )
+        },
+        "/api/session-requests/{request_id}/complete": {
+            "post": _op(
+                "The assigned mechanic ends the session (mechanic).",
+                {"200": _json(_ref("SessionRequest"), "completed")},
+                401,
+                403,
+                404,
+                409,
+                params=[_path_param("request_id")],
+            )
+        },
+        "/api/session-requests/{request_id}/favorite-prompt/dismiss": {
+            "post": _op(
+                "Hide the 'Add to Favorites' prompt of a completed request (customer).",
+                {"204": {"description": "dismissed"}},
+                401,
+                403,
+                404,
+                params=[_path_param("request_id")],
+            )
+        },
+        "/api/checkout": {
+            "post": _op(
+                "Create a Stripe Checkout Session for a booking; the webhook creates the request once paid "
+                "(customer; 409 payments_disabled when payments are off).",
+                {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "properties": {"checkout_session_id": {"type": "string"}, "url": {"type": "string"}},
+                        },
+                        "created",
+                    )
+                },
+                401,
+                403,
+                404,
+                409,
+                422,
+                body="NewSessionRequest",
+            )
+        },
+        "/api/stripe/webhook": {
+            "post": {
+                "summary": "Stripe's webhook, verified with Stripe-Signature. Paid checkouts create exactly one "
+                "request; other events are acknowledged.",
+                "security": [],
+                "responses": {"200": {"description": "received; body has outcome and request_id"}, **_errors(400)},
+            }
+        },
+        "/api/admin/kpis": {
+            "get": _op(
+                "The favorites KPIs, split by A/B arm (admin). Definitions: docs/kpis.md.",
+                {"200": {"description": "the report"}},
+                401,
+                403,
+                422,
+                params=[
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "arm", "in": "query", "schema": {"enum": ["priority", "control"]}},
+                ],
+            )
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics: open from loopback, otherwise admin only.",
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}, **_errors(401, 403)},
+            }
         },
         "/api/admin/session-requests/{request_id}/events": {
             "get": _op(

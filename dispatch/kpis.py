@@ -55,7 +55,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return round(value, 2) if value is not None else None
+    return round(value, 3) if value is not None else None
 
 
 class Kpis:

@@ -34,7 +34,7 @@ def _pct(value: float | None) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+    return "—" if value is None else f"{value:.3f}"
 
 
 def render(report: dict[str, Any]) -> str:

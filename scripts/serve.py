@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 
 import uvicorn
@@ -71,6 +72,12 @@ def main() -> None:
     migrate(settings.database_url)
     if not args.no_demo:
         asyncio.run(seed(settings.database_url))
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Several workers: each writes its samples here and /metrics sums them.
+        metrics_dir = VAR_DIR / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     with redis_for(settings) as redis_url:
         # Worker processes read their settings from the environment, like a deployment.
         os.environ["REDIS_URL"] = redis_url
