@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from databases import Database
 from prometheus_client import multiprocess
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
@@ -33,6 +33,8 @@ from presence.hub import Hub
 from presence.tracker import PresenceTracker
 
 log = logging.getLogger(__name__)
+
+REDIS_POOL_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         assert settings.redis_url is not None
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=10)
+        # A bounded pool that waits for a free connection, rather than failing, when thousands of sockets connect
+        # at once.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=10,
+            decode_responses=True,
+            health_check_interval=10,
+        )
+        redis = Redis(connection_pool=pool)
         ensure_sqlite_dir(settings.database_url)
         database = Database(settings.database_url)
         await database.connect()

@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -65,9 +66,16 @@ async def mechanic_socket(websocket: WebSocket) -> None:
         await _serve(websocket, svc, connection)
     except WebSocketDisconnect:
         pass
+    except (RedisError, OSError) as error:
+        log.warning("closing %s: Redis unavailable (%s)", connection.connection_id, error)
+        await close(CloseCode.TRY_AGAIN_LATER)
     finally:
         await svc.hub.unregister(connection)
-        await svc.presence.untrack(mechanic.id, connection.connection_id)
+        try:
+            await svc.presence.untrack(mechanic.id, connection.connection_id)
+        except (RedisError, OSError) as error:
+            # The device stops counting when its presence TTL runs out.
+            log.warning("could not release %s (%s)", connection.connection_id, error)
 
 
 async def _serve(websocket: WebSocket, svc: Services, connection: Connection) -> None:

@@ -1,0 +1,547 @@
+"""`make bench`: favdispatch measured side by side with the limit (a bare server doing only the transport) and
+with the peer (python-socketio with its Redis manager), in one run on this machine.
+
+Writes bench/results.json and docs/benchmarks.md. All traffic stays on loopback and every phase is bounded.
+
+    python -m bench.run [--connections 5000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import sqlalchemy as sa
+import uvloop
+from databases import Database
+from tqdm import tqdm
+
+from api.auth import Role, mint_token
+from api.database import migrate
+from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
+from bench.fallback_lateness import fill
+from bench.fallback_lateness import measure as measure_fallback
+from presence.clock import utc_now
+from presence.tables import mechanics
+from scripts.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFER_FRAME = json.dumps(
+    {
+        "type": "offer",
+        "offer_id": "x.2",
+        "request_id": "x",
+        "kind": "broadcast",
+        "customer_name": "Jordan",
+        "session_type": "video",
+        "expires_at": None,
+        "attempt": 2,
+    }
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def rss(self) -> int:
+        return int(psutil.Process(self.process.pid).memory_info().rss)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            time.sleep(0.3)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    command = [sys.executable, *[a.replace("{port}", str(port)) for a in args]]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
+    _wait_port(port, process)
+    return Server(process, port)
+
+
+@dataclass
+class Ours:
+    """Our server's environment for one run: a private Redis, a fresh SQLite database, N mechanics."""
+
+    redis_url: str
+    database_url: str
+    secret: str
+    prefix: str
+    mechanic_ids: list[str]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.database_url,
+            "JWT_SECRET": self.secret,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def start(self) -> Server:
+        return spawn(
+            [
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--port",
+                "{port}",
+                "--ws",
+                "websockets-sansio",
+                "--ws-max-size",
+                "65536",
+                "--ws-per-message-deflate",
+                "false",
+                "--log-level",
+                "warning",
+            ],
+            self.env(),
+        )
+
+    def urls(self, servers: list[Server], count: int) -> list[str]:
+        return [
+            f"ws://127.0.0.1:{servers[i % len(servers)].port}/ws/mechanic?token="
+            + mint_token(self.secret, sub=self.mechanic_ids[i], role=Role.MECHANIC)
+            for i in range(count)
+        ]
+
+    def customer(self) -> dict[str, str]:
+        token = mint_token(self.secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER, name="Bench")
+        return {"Authorization": f"Bearer {token}"}
+
+
+async def prepare_ours(redis_url: str, workdir: str, count: int) -> Ours:
+    database_url = f"sqlite:///{workdir}/bench.db"
+    await asyncio.to_thread(migrate, database_url)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    database = Database(database_url)
+    await database.connect()
+    now = utc_now()
+    for start in range(0, count, 500):
+        rows = [
+            {"id": i, "name": f"Bench {n}", "provider_type": "independent", "created_at": now}
+            for n, i in enumerate(ids[start : start + 500], start)
+        ]
+        await database.execute(sa.insert(mechanics).values(rows))
+    await database.disconnect()
+    return Ours(redis_url, database_url, uuid.uuid4().hex, f"bench-{uuid.uuid4().hex[:8]}", ids)
+
+
+def bare_urls(server: Server, count: int) -> list[str]:
+    return [f"ws://127.0.0.1:{server.port}/"] * count
+
+
+def socketio_urls(servers: list[Server], count: int) -> list[str]:
+    return [
+        f"ws://127.0.0.1:{servers[i % len(servers)].port}/socket.io/?EIO=4&transport=websocket" for i in range(count)
+    ]
+
+
+# 1. Idle memory
+
+
+async def idle_memory(server: Server, kind: Kind, urls: list[str]) -> dict[str, float]:
+    warm = await connect_many(kind, urls[:10])
+    await close_many(warm)
+    await asyncio.sleep(1)
+    before = server.rss
+    clients = await connect_many(kind, urls)
+    await asyncio.sleep(2)
+    after = server.rss
+    await close_many(clients)
+    return {
+        "connections": len(urls),
+        "rss_delta_mib": round((after - before) / 2**20, 1),
+        "per_connection_kib": round((after - before) / len(urls) / 1024, 2),
+    }
+
+
+# 2. Fan-out
+
+
+async def fan_out(
+    clients: list[BenchClient], trigger: Callable[[], Awaitable[None]], rounds: int = 3
+) -> dict[str, float]:
+    results = []
+    for _ in range(rounds):
+        arrivals = Arrivals(expected=len(clients))
+        for client in clients:
+            client.arrivals = arrivals
+        started = time.perf_counter()
+        await trigger()
+        await asyncio.wait_for(arrivals.done.wait(), 60)
+        delays = [t - started for t in arrivals.times]
+        results.append((len(delays) / max(delays), pct(delays, 0.99) * 1000))
+        for client in clients:
+            client.arrivals = None
+        await asyncio.sleep(0.5)
+    rate = statistics.median(r[0] for r in results)
+    p99 = statistics.median(r[1] for r in results)
+    return {"deliveries_per_s": round(rate), "p99_ms": round(p99, 1)}
+
+
+# 3. Heartbeats
+
+
+async def heartbeats(clients: list[BenchClient], seconds: float) -> dict[str, float]:
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(client: BenchClient) -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await client.heartbeat_round_trip()
+            count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in clients))
+    return {"clients": len(clients), "heartbeats_per_s": round(count / (time.perf_counter() - started))}
+
+
+# 4. Status endpoint (load generator in a second process)
+
+
+def http_load(url: str, headers: dict[str, str], seconds: float) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", url, json.dumps(headers), str(seconds)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    result: dict[str, float] = json.loads(output)
+    return result
+
+
+# 5. Offer latency
+
+
+async def offer_latency(ours: Ours, server: Server, bookings: int) -> dict[str, float]:
+    favorites = ours.mechanic_ids[:bookings]
+    clients = await connect_many(Kind.OURS, ours.urls([server], bookings))
+    arrivals_at: dict[int, float] = {}
+    for n, client in enumerate(clients):
+        client.arrivals = Arrivals(expected=1)
+        client.arrivals.done.clear()
+        arrivals_at[n] = 0.0
+    returned: dict[int, float] = {}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{server.port}", timeout=30, limits=httpx.Limits(max_connections=bookings)
+    ) as http:
+
+        async def book(n: int) -> None:
+            body = {
+                "session_type": "video",
+                "plan_code": "quick",
+                "routing": "priority",
+                "preferred_mechanic_id": favorites[n],
+            }
+            response = await http.post("/api/session-requests", json=body, headers=ours.customer())
+            response.raise_for_status()
+            returned[n] = time.perf_counter()
+
+        await asyncio.gather(*(book(n) for n in range(bookings)))
+        await asyncio.gather(*(c.arrivals.done.wait() for c in clients if c.arrivals))
+    latencies = [
+        max(0.0, (clients[n].arrivals.times[0] - returned[n]) * 1000)
+        for n in range(bookings)  # type: ignore[union-attr]
+    ]
+    await close_many(clients)
+    return {"bookings": bookings, "p50_ms": round(pct(latencies, 0.5), 1), "p99_ms": round(pct(latencies, 0.99), 1)}
+
+
+@asynccontextmanager
+async def running(*servers: Server):  # type: ignore[no-untyped-def]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=5000)
+    parser.add_argument("--heartbeat-clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput phase")
+    parser.add_argument("--windows", type=int, default=1000, help="pending windows in the fallback phase")
+    parser.add_argument("--other-keys", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.connections, args.heartbeat_clients, args.seconds, args.windows, args.other_keys = 300, 50, 2, 100, 10_000
+    n = args.connections
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "connections": n,
+    }
+    steps = tqdm(total=7, desc="benchmarks")
+    with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+        results["machine"]["redis"] = subprocess.run(
+            [redis_binary(), "--version"], capture_output=True, text=True
+        ).stdout.split()[2]
+        ours = await prepare_ours(redis.url, workdir, max(n, 100))
+
+        # 1-3 on one process each
+        memory: dict[str, Any] = {}
+        fan: dict[str, Any] = {}
+        beats: dict[str, Any] = {}
+        server = ours.start()
+        async with running(server):
+            memory["ours"] = await idle_memory(server, Kind.OURS, ours.urls([server], n))
+            clients = await connect_many(Kind.OURS, ours.urls([server], n))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
+
+                async def trigger_ours() -> None:
+                    body = {"session_type": "chat", "plan_code": "quick", "routing": "broadcast"}
+                    (await http.post("/api/session-requests", json=body, headers=ours.customer())).raise_for_status()
+
+                fan["ours"] = await fan_out(clients, trigger_ours)
+            beats["ours"] = await heartbeats(clients[: args.heartbeat_clients], args.seconds)
+            await close_many(clients)
+        steps.update(1)
+
+        bare = spawn(["-m", "bench.peers.bare_ws", "{port}"])
+        async with running(bare):
+            memory["bare"] = await idle_memory(bare, Kind.BARE, bare_urls(bare, n))
+            clients = await connect_many(Kind.BARE, bare_urls(bare, n))
+            control = clients[0]
+
+            async def trigger_bare() -> None:
+                assert control.ws is not None
+                await control.ws.send(broadcast_trigger(Kind.BARE, OFFER_FRAME))
+
+            fan["bare"] = await fan_out(clients, trigger_bare)
+            beats["bare"] = await heartbeats(clients[: args.heartbeat_clients], args.seconds)
+            await close_many(clients)
+        steps.update(1)
+
+        peer = spawn(["-m", "bench.peers.socketio_peer", "{port}", redis.url])
+        async with running(peer):
+            memory["socketio"] = await idle_memory(peer, Kind.SOCKETIO, socketio_urls([peer], n))
+            clients = await connect_many(Kind.SOCKETIO, socketio_urls([peer], n))
+            control = clients[0]
+
+            async def trigger_peer() -> None:
+                assert control.ws is not None
+                await control.ws.send(broadcast_trigger(Kind.SOCKETIO, OFFER_FRAME))
+
+            fan["socketio"] = await fan_out(clients, trigger_peer)
+            beats["socketio"] = await heartbeats(clients[: args.heartbeat_clients], args.seconds)
+            await close_many(clients)
+        steps.update(1)
+
+        # 2b. fan-out across two of our processes sharing Redis
+        first, second = ours.start(), ours.start()
+        async with running(first, second):
+            clients = await connect_many(Kind.OURS, ours.urls([first, second], n))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
+
+                async def trigger_two() -> None:
+                    body = {"session_type": "chat", "plan_code": "quick", "routing": "broadcast"}
+                    (await http.post("/api/session-requests", json=body, headers=ours.customer())).raise_for_status()
+
+                fan["ours_two_processes"] = await fan_out(clients, trigger_two)
+            await close_many(clients)
+        steps.update(1)
+
+        # 4. status endpoint vs the bare route
+        status: dict[str, Any] = {}
+        server = ours.start()
+        async with running(server):
+            headers = ours.customer()
+            url = f"http://127.0.0.1:{server.port}/api/mechanics/{ours.mechanic_ids[0]}/status"
+            status["ours"] = http_load(url, headers, args.seconds)
+            results["offer_latency"] = await offer_latency(ours, server, 100)
+        route = spawn(["-m", "bench.peers.bare_route", "{port}"])
+        async with running(route):
+            status["bare"] = http_load(f"http://127.0.0.1:{route.port}/status", {}, args.seconds)
+        steps.update(1)
+
+        # 6. fallback lateness, empty Redis then beside a million expiring keys
+        fallback = {"empty": _lateness(await measure_fallback(redis.url, args.windows))}
+        steps.update(1)
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(redis.url)
+        await fill(client, args.other_keys, "bench-filler")
+        await client.aclose()
+        fallback["million_keys"] = _lateness(await measure_fallback(redis.url, args.windows))
+        fallback["other_keys"] = args.other_keys
+        fallback["windows"] = args.windows
+        steps.update(1)
+    steps.close()
+    results.update(memory=memory, fan_out=fan, heartbeats=beats, status=status, fallback_lateness=fallback)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+    table = render(results)
+    (ROOT / "docs" / "benchmarks.md").write_text(table)
+    print(table)
+
+
+def _lateness(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(pct(values, 0.5), 1),
+        "p99_ms": round(pct(values, 0.99), 1),
+        "max_ms": round(max(values), 1) if values else float("nan"),
+    }
+
+
+def redis_binary() -> str:
+    from scripts.embedded_redis import redis_server_binary
+
+    return redis_server_binary()
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "uvicorn": version("uvicorn"),
+        "websockets": version("websockets"),
+        "starlette": version("starlette"),
+        "python-socketio": version("python-socketio"),
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    m, mem, fan, beats, status = r["machine"], r["memory"], r["fan_out"], r["heartbeats"], r["status"]
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}×" if b else "—"
+
+    rows = [
+        (
+            "Idle memory per connection (KiB, RSS)",
+            mem["ours"]["per_connection_kib"],
+            mem["bare"]["per_connection_kib"],
+            mem["socketio"]["per_connection_kib"],
+            "≤ 1.5× bare",
+            ratio(mem["ours"]["per_connection_kib"], mem["bare"]["per_connection_kib"]),
+        ),
+        (
+            "Fan-out deliveries/s",
+            fan["ours"]["deliveries_per_s"],
+            fan["bare"]["deliveries_per_s"],
+            fan["socketio"]["deliveries_per_s"],
+            "≥ 0.7× bare",
+            ratio(fan["ours"]["deliveries_per_s"], fan["bare"]["deliveries_per_s"]),
+        ),
+        (
+            "Fan-out p99 (ms)",
+            fan["ours"]["p99_ms"],
+            fan["bare"]["p99_ms"],
+            fan["socketio"]["p99_ms"],
+            "≤ 2× bare",
+            ratio(fan["ours"]["p99_ms"], fan["bare"]["p99_ms"]),
+        ),
+        (
+            "Heartbeats/s (one process)",
+            beats["ours"]["heartbeats_per_s"],
+            beats["bare"]["heartbeats_per_s"],
+            beats["socketio"]["heartbeats_per_s"],
+            "≥ 0.5× bare echo",
+            ratio(beats["ours"]["heartbeats_per_s"], beats["bare"]["heartbeats_per_s"]),
+        ),
+        (
+            "Status endpoint requests/s",
+            status["ours"]["rps"],
+            status["bare"]["rps"],
+            "—",
+            "≥ 0.6× bare route",
+            ratio(status["ours"]["rps"], status["bare"]["rps"]),
+        ),
+        (
+            "Status endpoint p99 (ms)",
+            status["ours"]["p99_ms"],
+            status["bare"]["p99_ms"],
+            "—",
+            "—",
+            ratio(status["ours"]["p99_ms"], status["bare"]["p99_ms"]),
+        ),
+    ]
+    two = fan["ours_two_processes"]["deliveries_per_s"]
+    fl = r["fallback_lateness"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run by `make bench` on {r['date']}: {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, "
+        f"uvicorn {m['uvicorn']} (websockets-sansio), websockets {m['websockets']}, Starlette {m['starlette']}, "
+        f"python-socketio {m['python-socketio']}, Redis {m['redis']}, SQLite. Clients run in one process on the same "
+        f"machine for every server, so client costs are the same on every row. {r['connections']} connections.",
+        "",
+        "| Measure | favdispatch | bare (limit) | python-socketio (peer) | target | favdispatch / bare |",
+        "|---|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} | {e} | {f} |" for a, b, c, d, e, f in rows],
+        "",
+        f"Fan-out across two favdispatch processes sharing Redis: {two} deliveries/s "
+        f"({ratio(two, fan['ours']['deliveries_per_s'])} of one process; target ≥ 0.5×), "
+        f"p99 {fan['ours_two_processes']['p99_ms']} ms.",
+        "",
+        f"Offer latency, POST /api/session-requests returning → priority offer on the favorite's socket, "
+        f"{r['offer_latency']['bookings']} concurrent bookings: p50 {r['offer_latency']['p50_ms']} ms, "
+        f"p99 {r['offer_latency']['p99_ms']} ms (target p99 ≤ 20 ms; offers that beat the HTTP response count as 0).",
+        "",
+        f"Fallback lateness, deadline → broadcast offer on a socket, {fl['windows']} pending windows: "
+        f"empty Redis p50 {fl['empty']['p50_ms']} ms / p99 {fl['empty']['p99_ms']} ms; beside {fl['other_keys']:,} "
+        f"other expiring keys p50 {fl['million_keys']['p50_ms']} ms / p99 {fl['million_keys']['p99_ms']} ms "
+        f"(target p99 ≤ 50 ms with the million keys).",
+        "",
+        "Raw numbers: `bench/results.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
