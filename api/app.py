@@ -108,8 +108,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         bus = Bus(redis)
         presence = PresenceTracker(redis, settings.presence_config())
-        hub = Hub(bus, DispatchKeys(settings.key_prefix).deliveries)
-        mechanics = Mechanics(database)
+        keys = DispatchKeys(settings.key_prefix)
+        hub = Hub(bus, keys.deliveries)
+        mechanics = Mechanics(database, bus, keys.deleted_mechanics)
         favorites = Favorites(database, mechanics)
         plans = Plans(database)
         dispatcher = Dispatcher(

@@ -35,8 +35,18 @@ def _provider_type(value: str | None) -> ProviderType:
         raise InvalidInput("provider_type must be independent or workshop.") from None
 
 
-def _status_json(mechanic: Mechanic, live: LiveStatus, priority_booking: bool | None) -> dict[str, Any]:
-    last_seen = last_seen_of(live, mechanic.last_seen_at)
+async def _statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, dict[str, Any]]:
+    live = await svc.presence.statuses([m.id for m in found])
+    # Redis knows the freshest last_seen; only after it lost its keys does the database's copy stand in.
+    persisted = await svc.mechanics.persisted_last_seen([i for i, s in live.items() if s.last_seen_ms is None])
+    priority_booking = _priority_booking(svc, principal)
+    return {m.id: _status_json(m, live[m.id], persisted.get(m.id), priority_booking) for m in found}
+
+
+def _status_json(
+    mechanic: Mechanic, live: LiveStatus, persisted: datetime | None, priority_booking: bool | None
+) -> dict[str, Any]:
+    last_seen = last_seen_of(live, persisted)
     return {
         "mechanic_id": mechanic.id,
         "name": mechanic.name,
@@ -89,8 +99,7 @@ async def mechanic_status(request: Request) -> Response:
     principal = authenticate(request)
     svc = services(request)
     mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
-    live = (await svc.presence.statuses([mechanic.id]))[mechanic.id]
-    return JSONResponse(_status_json(mechanic, live, _priority_booking(svc, principal)))
+    return JSONResponse((await _statuses(svc, [mechanic], principal))[mechanic.id])
 
 
 async def mechanics_status(request: Request) -> Response:
@@ -101,18 +110,17 @@ async def mechanics_status(request: Request) -> Response:
         raise InvalidInput("ids is required: a comma-separated list of mechanic ids.")
     if len(ids) > MAX_STATUS_IDS:
         raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
-    found = {m.id: m for m in await svc.mechanics.get_many(ids)}
-    live = await svc.presence.statuses(list(found))
+    statuses = await _statuses(svc, await svc.mechanics.get_many(ids), principal)
     entries = []
     for requested in ids:
         canonical = canonical_id(requested)
-        mechanic = found.get(canonical) if canonical else None
-        if mechanic is None:
+        status = statuses.get(canonical) if canonical else None
+        if status is None:
             entries.append(
                 {"mechanic_id": requested, "error": MechanicNotFound.code, "message": MechanicNotFound.default_message}
             )
         else:
-            entries.append(_status_json(mechanic, live[mechanic.id], _priority_booking(svc, principal)))
+            entries.append(status)
     return JSONResponse({"mechanics": entries})
 
 

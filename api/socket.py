@@ -101,7 +101,7 @@ async def _serve(websocket: WebSocket, svc: Services, connection: Connection) ->
 async def _handle(svc: Services, connection: Connection, message: protocol.ClientMessage) -> None:
     match message:
         case protocol.Heartbeat():
-            await svc.presence.track(connection.mechanic_id, connection.connection_id)
+            svc.presence.heartbeat(connection.mechanic_id, connection.connection_id)
             HEARTBEATS.inc()
             connection.push(protocol.heartbeat_ack())
         case protocol.Ack(offer_id=offer_id):

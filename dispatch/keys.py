@@ -21,6 +21,11 @@ class DispatchKeys:
         return (request_id, int(attempt)) if attempt.isdigit() else None
 
     @property
+    def deleted_mechanics(self) -> str:
+        """Pub/sub channel announcing deleted mechanics, so every process drops them from its cache."""
+        return f"{self.prefix}:mechanics:deleted"
+
+    @property
     def deliveries(self) -> str:
         """Pub/sub channel carrying envelopes for mechanics' sockets on every process."""
         return f"{self.prefix}:deliver"

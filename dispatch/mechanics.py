@@ -1,7 +1,12 @@
-"""The mechanics registry: who can be booked. Deleting is soft, so history keeps its names."""
+"""The mechanics registry: who can be booked. Deleting is soft, so history keeps its names.
+
+Live mechanics are cached per process for `CACHE_TTL_S` (the status endpoint reads them on every poll); a delete
+is announced on a Redis channel so every process drops its copy at once.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +17,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from dispatch.errors import MechanicNotFound
+from presence.bus import Bus
 from presence.clock import as_utc, utc_now
 from presence.tables import mechanics
 
@@ -26,7 +32,6 @@ class Mechanic:
     id: str
     name: str
     provider_type: str
-    last_seen_at: datetime | None
 
 
 def canonical_id(value: str) -> str | None:
@@ -43,13 +48,23 @@ def _mechanic(row: Any) -> Mechanic:
         id=str(m["id"]),
         name=m["name"],
         provider_type=m["provider_type"],
-        last_seen_at=as_utc(m["last_seen_at"]) if m["last_seen_at"] is not None else None,
     )
 
 
+CACHE_TTL_S = 5.0
+CACHE_LIMIT = 50_000
+
+
 class Mechanics:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, bus: Bus, channel: str) -> None:
         self._db = database
+        self._bus = bus
+        self._channel = channel
+        self._cache: dict[str, tuple[Mechanic, float]] = {}
+        bus.subscribe(channel, self._forget)
+
+    async def _forget(self, mechanic_id: str) -> None:
+        self._cache.pop(mechanic_id, None)
 
     async def create(self, name: str, provider_type: ProviderType) -> Mechanic:
         mechanic_id = str(uuid.uuid4())
@@ -58,7 +73,7 @@ class Mechanics:
                 id=mechanic_id, name=name, provider_type=provider_type.value, created_at=utc_now()
             )
         )
-        return Mechanic(id=mechanic_id, name=name, provider_type=provider_type.value, last_seen_at=None)
+        return Mechanic(id=mechanic_id, name=name, provider_type=provider_type.value)
 
     async def get(self, mechanic_id: str) -> Mechanic:
         """An existing, non-deleted mechanic, or MechanicNotFound (also for a malformed id)."""
@@ -69,13 +84,35 @@ class Mechanics:
 
     async def get_many(self, mechanic_ids: list[str]) -> list[Mechanic]:
         """The existing, non-deleted ones among `mechanic_ids`, in no particular order."""
-        ids = [c for c in (canonical_id(i) for i in mechanic_ids) if c is not None]
-        if not ids:
-            return []
+        ids = {c for c in (canonical_id(i) for i in mechanic_ids) if c is not None}
+        now = time.monotonic()
+        found: list[Mechanic] = []
+        for mechanic_id in ids:
+            entry = self._cache.get(mechanic_id)
+            if entry is not None and entry[1] > now:
+                found.append(entry[0])
+        missing = ids - {m.id for m in found}
+        if missing:
+            if len(self._cache) > CACHE_LIMIT:
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+            rows = await self._db.fetch_all(
+                sa.select(mechanics).where(mechanics.c.id.in_(list(missing)), mechanics.c.deleted_at.is_(None))
+            )
+            for mechanic in map(_mechanic, rows):
+                self._cache[mechanic.id] = (mechanic, now + CACHE_TTL_S)
+                found.append(mechanic)
+        return found
+
+    async def persisted_last_seen(self, mechanic_ids: list[str]) -> dict[str, datetime]:
+        """last_seen as last flushed to the database: what status shows when Redis has lost its copy."""
+        if not mechanic_ids:
+            return {}
         rows = await self._db.fetch_all(
-            sa.select(mechanics).where(mechanics.c.id.in_(ids), mechanics.c.deleted_at.is_(None))
+            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(
+                mechanics.c.id.in_(mechanic_ids), mechanics.c.last_seen_at.is_not(None)
+            )
         )
-        return [_mechanic(row) for row in rows]
+        return {str(r["id"]): as_utc(r["last_seen_at"]) for r in rows}
 
     async def delete(self, mechanic_id: str) -> Mechanic:
         """Soft-delete; raises MechanicNotFound if there was nothing to delete."""
@@ -90,4 +127,6 @@ class Mechanics:
         )
         if row is None:
             raise MechanicNotFound()
+        self._cache.pop(canonical, None)
+        await self._bus.publish(self._channel, canonical)
         return _mechanic(row)

@@ -1,12 +1,15 @@
 """Presence in Redis: connect, heartbeat and release devices; read who is online and when they were last seen.
 
-A mechanic is online while any device heartbeats. Each heartbeat is one Lua call (one round trip) that refreshes
-the online key's TTL and records last_seen in a Redis hash, never the database; `flush_last_seen` persists the
-changed ones in batches, so last_seen survives going offline and a Redis restart.
+A mechanic is online while any device heartbeats. Each heartbeat runs one Lua call that refreshes the online
+key's TTL and records last_seen in a Redis hash, never the database. Heartbeats arriving within
+`HEARTBEAT_BATCH_S` of each other share one pipeline (one round trip for all of them), which is what lets one
+process absorb tens of thousands a second. `flush_last_seen` persists the changed last_seen values in batches,
+so last_seen survives going offline and a Redis restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from databases import Database
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from presence import scripts
 from presence.clock import from_ms, now_ms
@@ -24,6 +28,7 @@ from presence.tables import mechanics
 log = logging.getLogger(__name__)
 
 FLUSH_BATCH = 1000
+HEARTBEAT_BATCH_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,11 @@ class PresenceTracker:
         self._release = redis.register_script(scripts.RELEASE)
         self._expired = redis.register_script(scripts.EXPIRED)
         self._pop_dirty = redis.register_script(scripts.POP_DIRTY)
+        self._pending_beats: dict[str, str] = {}  # connection id -> mechanic id
+        self._beat_flush: asyncio.Task[None] | None = None
+        # A release waits for heartbeats already on their way to Redis, or one landing after it would bring a
+        # closed device back to life until its TTL ran out.
+        self._beats_in_flight = asyncio.Lock()
 
     def _device_keys(self, mechanic_id: str) -> list[str]:
         k = self.keys
@@ -61,11 +71,37 @@ class PresenceTracker:
         )
         return bool(went_online)
 
+    def heartbeat(self, mechanic_id: str, connection_id: str) -> None:
+        """Refresh a device within HEARTBEAT_BATCH_S, in one pipeline with every other heartbeat meanwhile."""
+        self._pending_beats[connection_id] = mechanic_id
+        if self._beat_flush is None:
+            self._beat_flush = asyncio.create_task(self._flush_heartbeats())
+
+    async def _flush_heartbeats(self) -> None:
+        await asyncio.sleep(HEARTBEAT_BATCH_S)
+        beats, self._pending_beats = self._pending_beats, {}
+        self._beat_flush = None
+        now = now_ms()
+        try:
+            async with self._beats_in_flight, self._redis.pipeline(transaction=False) as pipe:
+                for connection_id, mechanic_id in beats.items():
+                    await self._touch(
+                        keys=self._device_keys(mechanic_id),
+                        args=[mechanic_id, connection_id, now, self._ttl_ms],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            # Presence lapses only if heartbeats keep failing for a whole TTL.
+            log.warning("dropped %d heartbeats: Redis unavailable (%s)", len(beats), error)
+
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
         """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""
-        went_offline = await self._release(
-            keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms()]
-        )
+        self._pending_beats.pop(connection_id, None)
+        async with self._beats_in_flight:
+            went_offline = await self._release(
+                keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms()]
+            )
         return bool(went_offline)
 
     async def forget(self, mechanic_id: str) -> None:

@@ -106,7 +106,9 @@ async def test_last_seen_survives_a_redis_wipe(harness: Harness, redis: Redis) -
     mechanic_id = await harness.create_mechanic()
     app = await harness.connect(mechanic_id)
     await app.close()
-    before = (await harness.status(mechanic_id))["last_seen"]
+    while (status := await harness.status(mechanic_id))["is_online"]:
+        await asyncio.sleep(0.02)
+    before = status["last_seen"]
     await asyncio.sleep(harness.settings.last_seen_flush_s * 3)
     keys = [k async for k in redis.scan_iter(match=f"{harness.settings.key_prefix}:*")]
     await redis.delete(*keys)
