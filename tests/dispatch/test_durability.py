@@ -60,10 +60,11 @@ async def test_three_processes_fall_back_once_and_accept_once(harness: Harness, 
 
 
 async def test_offers_reach_a_favorite_on_another_process(harness: Harness, processes: list[ServerProcess]) -> None:
-    """A booking made on one process reaches every device of the favorite, wherever they are connected."""
+    """Presence and offers cross processes: a favorite connected elsewhere is online here and gets the offer."""
     sam = await harness.create_mechanic("Sam")
     phone = await harness.connect(sam, ws_url=processes[0].ws_url)
     tablet = await harness.connect(sam, ws_url=processes[1].ws_url)
+    assert (await harness.status(sam))["is_online"] is True
     booked = await _book_via(harness, harness.base_url, routing="priority", preferred_mechanic_id=sam)
     await phone.expect("offer", request_id=booked["id"])
     await tablet.expect("offer", request_id=booked["id"])
