@@ -18,7 +18,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python -m scripts.serve --port $(PORT) --workers $(WORKERS)
 
+# Browser tests need Debian's Chromium; Playwright (never a browser of its own) is installed only beside it, and
+# pytest says clearly when they are skipped.
 test: install
+	@if [ -x /usr/bin/chromium ] && ! $(BIN)/python -c "import playwright" 2>/dev/null; then \
+		$(BIN)/pip install --quiet -e '.[test,e2e]'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -8,12 +8,15 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from databases import Database
 from prometheus_client import multiprocess
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 
 from api import http, metrics, payments, socket
 from api.database import ensure_sqlite_dir
@@ -35,6 +38,7 @@ from presence.tracker import PresenceTracker
 log = logging.getLogger(__name__)
 
 REDIS_POOL_SIZE = 64
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await redis.aclose()
 
     return Starlette(
-        routes=[*http.routes, *payments.routes, *metrics.routes, *socket.routes],
+        routes=[
+            *http.routes,
+            *payments.routes,
+            *metrics.routes,
+            *socket.routes,
+            Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
+        ],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.auth import Principal, Role
+from api.charts import line_chart
 from api.context import authenticate, new_request_from, services
 from api.openapi import OPENAPI
 from api.responses import optional_text, read_json_object, required_text
@@ -304,6 +305,57 @@ async def kpis(request: Request) -> Response:
     return JSONResponse(report)
 
 
+async def online_mechanics(request: Request) -> Response:
+    authenticate(request, Role.ADMIN)
+    svc = services(request)
+    found = await svc.mechanics.get_many(await svc.presence.online_ids())
+    return JSONResponse(
+        {"mechanics": sorted(({"mechanic_id": m.id, "name": m.name} for m in found), key=lambda m: m["name"])}
+    )
+
+
+async def open_requests(request: Request) -> Response:
+    authenticate(request, Role.ADMIN)
+    svc = services(request)
+    return JSONResponse({"requests": [await _request_json(svc, r) for r in await svc.dispatcher.open_requests()]})
+
+
+CHARTS = {
+    "time_to_accept": ("Mean time to accept", "min"),
+    "fallback_rate": ("Fallback rate", "%"),
+}
+
+
+async def kpi_chart(request: Request) -> Response:
+    """A KPI over time as SVG: `metric`, `buckets` of `bucket_minutes` each, ending now."""
+    authenticate(request, Role.ADMIN)
+    metric = request.query_params.get("metric", "time_to_accept")
+    if metric not in CHARTS:
+        raise InvalidInput(f"metric must be one of: {', '.join(CHARTS)}.")
+    try:
+        buckets = min(48, max(2, int(request.query_params.get("buckets", "12"))))
+        minutes = min(7 * 24 * 60, max(1, int(request.query_params.get("bucket_minutes", "60"))))
+    except ValueError:
+        raise InvalidInput("buckets and bucket_minutes must be integers.") from None
+    end = utc_now()
+    points: list[tuple[str, float | None]] = []
+    for i in range(buckets, 0, -1):
+        since, until = end - timedelta(minutes=minutes * i), end - timedelta(minutes=minutes * (i - 1))
+        report = await services(request).kpis.report(since, until)
+        points.append((until.strftime("%H:%M" if minutes < 24 * 60 else "%m-%d"), _chart_value(metric, report)))
+    title, unit = CHARTS[metric]
+    return Response(line_chart(title, unit, points), media_type="image/svg+xml")
+
+
+def _chart_value(metric: str, report: dict[str, Any]) -> float | None:
+    if metric == "fallback_rate":
+        rate = report["fallback"]["rate"]
+        return None if rate is None else rate * 100
+    times = report["time_to_accept_minutes"].values()
+    count = sum(t["count"] for t in times)
+    return sum(t["mean"] * t["count"] for t in times) / count if count else None
+
+
 async def complete_request(request: Request) -> Response:
     principal = authenticate(request, Role.MECHANIC)
     svc = services(request)
@@ -330,6 +382,9 @@ routes = [
     Route("/api/admin/mechanics/{mechanic_id}", delete_mechanic, methods=["DELETE"]),
     Route("/api/admin/session-requests/{request_id}/events", request_events),
     Route("/api/admin/kpis", kpis),
+    Route("/api/admin/kpis/chart.svg", kpi_chart),
+    Route("/api/admin/mechanics/online", online_mechanics),
+    Route("/api/admin/session-requests", open_requests),
     Route("/api/session-requests", create_request, methods=["POST"]),
     Route("/api/session-requests/{request_id}", get_request),
     Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),

@@ -150,6 +150,16 @@ class Dispatcher:
             raise RequestNotFound()
         return SessionRequest.from_row(row)
 
+    async def open_requests(self, limit: int = 200) -> list[SessionRequest]:
+        """Pending and accepted requests, newest first: what operations watches."""
+        rows = await self._db.fetch_all(
+            sa.select(sr)
+            .where(sr.c.status.in_([Status.PENDING.value, Status.ACCEPTED.value]))
+            .order_by(sr.c.created_at.desc())
+            .limit(limit)
+        )
+        return [SessionRequest.from_row(row) for row in rows]
+
     # Creating
 
     async def prepare(self, new: NewRequest, *, favorite_gone_means_broadcast: bool = False) -> PreparedRequest:

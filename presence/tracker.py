@@ -111,6 +111,11 @@ class PresenceTracker:
             pipe.zrem(self.keys.online_index, mechanic_id)
             await pipe.execute()
 
+    async def online_ids(self, limit: int = 1000) -> list[str]:
+        """Who is online now, across every server (at most `limit`)."""
+        ids = await self._redis.zrangebyscore(self.keys.online_index, now_ms(), "+inf", start=0, num=limit)
+        return [str(i) for i in ids]
+
     async def online_count(self) -> int:
         """Mechanics online now, across every server (a crashed device stops counting when its TTL runs out)."""
         return int(await self._redis.zcount(self.keys.online_index, now_ms(), "+inf"))

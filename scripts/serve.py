@@ -54,7 +54,8 @@ def _print_demo(settings: Settings, host: str, port: int) -> None:
     VAR_DIR.mkdir(exist_ok=True)
     (VAR_DIR / "demo.env").write_text("\n".join(exports) + f"\nexport BASE=http://{host}:{port}\n")
     lines.append("  (also written as shell exports to var/demo.env: `source var/demo.env`)")
-    lines.append(f"\nServing on http://{host}:{port}  (OpenAPI: /openapi.json, socket: ws://{host}:{port}/ws/mechanic)")
+    lines.append(f"\nConsoles: http://{host}:{port}/console/  (customer, mechanic, operations)")
+    lines.append(f"Serving on http://{host}:{port}  (OpenAPI: /openapi.json, socket: ws://{host}:{port}/ws/mechanic)")
     print("\n".join(lines), flush=True)
 
 

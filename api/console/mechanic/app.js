@@ -1,0 +1,124 @@
+// The mechanic's app: keeps the socket open (heartbeats, reconnect with backoff), lists offers with a countdown,
+// and answers them: Accept, Decline, Give back, Complete.
+import { api, el, showError, storedToken, storeToken } from "../common.js";
+
+const KEY = "favdispatch.mechanic";
+const FINAL_CLOSES = { 4401: "Your token is missing, invalid or expired.", 4403: "This token is not a mechanic's.",
+  4404: "This mechanic account no longer exists." };
+const $ = (id) => document.getElementById(id);
+const errors = $("errors");
+const offers = new Map(); // request id -> offer
+const sessions = new Map(); // request id -> offer that was accepted
+let token = storedToken(KEY);
+let socket = null;
+let heartbeat = null;
+let backoff = 1000;
+
+function setConnection(online, text) {
+  $("connection").textContent = online ? "● Online" : `○ ${text || "Offline"}`;
+}
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws/mechanic?token=${encodeURIComponent(token)}`);
+  socket.onmessage = (event) => handle(JSON.parse(event.data));
+  socket.onclose = (event) => {
+    clearInterval(heartbeat);
+    if (FINAL_CLOSES[event.code]) {
+      setConnection(false, "Offline");
+      showError(errors, new Error(FINAL_CLOSES[event.code]));
+      $("signin").hidden = false;
+      return;
+    }
+    setConnection(false, `Reconnecting in ${Math.round(backoff / 1000)} s`);
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 30000);
+  };
+}
+
+function handle(message) {
+  switch (message.type) {
+    case "welcome":
+      backoff = 1000;
+      setConnection(true);
+      showError(errors, null);
+      $("signin").hidden = true;
+      heartbeat = setInterval(() => send({ type: "heartbeat" }), message.heartbeat_interval_s * 1000);
+      break;
+    case "offer":
+      send({ type: "ack", offer_id: message.offer_id });
+      offers.set(message.request_id, message);
+      break;
+    case "offer_revoked":
+    case "declined":
+    case "given_back":
+      offers.delete(message.request_id);
+      sessions.delete(message.request_id);
+      break;
+    case "accepted":
+      sessions.set(message.request_id, offers.get(message.request_id) || { request_id: message.request_id });
+      offers.delete(message.request_id);
+      break;
+    case "error":
+      showError(errors, new Error(message.message));
+      if (message.request_id && message.code === "offer_unavailable") offers.delete(message.request_id);
+      break;
+  }
+  render();
+}
+
+function countdown(offer) {
+  if (!offer.expires_at) return "Open to every available mechanic";
+  const seconds = Math.max(0, Math.round((Date.parse(offer.expires_at) - Date.now()) / 1000));
+  return `Only you until ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+function render() {
+  $("offers-empty").hidden = offers.size > 0;
+  $("offers").replaceChildren(...[...offers.values()].map((offer) =>
+    el("li", {},
+      el("div", {},
+        el("strong", {}, offer.kind === "priority" ? "★ Priority request from your favorite customer" : "Request"),
+        el("br"), `${offer.customer_name} · ${offer.session_type}`, el("br"),
+        el("span", { class: "muted countdown", "data-request": offer.request_id }, countdown(offer))),
+      el("div", { class: "actions" },
+        el("button", { class: "primary", type: "button", onclick: () => send({ type: "accept", request_id: offer.request_id, attempt: offer.attempt }) }, "Accept"),
+        el("button", { type: "button", onclick: () => send({ type: "decline", request_id: offer.request_id }) }, "Decline")))));
+  $("sessions").replaceChildren(...[...sessions.values()].map((session) =>
+    el("li", {},
+      el("div", {}, el("strong", {}, session.customer_name || "Customer"), el("br"),
+        el("span", { class: "muted" }, session.session_type || "")),
+      el("div", { class: "actions" },
+        el("button", { class: "primary", type: "button", onclick: () => complete(session.request_id) }, "Complete session"),
+        el("button", { type: "button", onclick: () => send({ type: "cancel", request_id: session.request_id, reason: "Given back from the console" }) }, "Give back")))));
+}
+
+async function complete(requestId) {
+  try {
+    await api(token, "POST", `/api/session-requests/${requestId}/complete`);
+    sessions.delete(requestId);
+    render();
+  } catch (error) {
+    showError(errors, error);
+  }
+}
+
+setInterval(() => {
+  for (const node of document.querySelectorAll(".countdown")) {
+    const offer = offers.get(node.dataset.request);
+    if (offer) node.textContent = countdown(offer);
+  }
+}, 1000);
+
+$("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  token = $("token").value.trim();
+  storeToken(KEY, token);
+  connect();
+});
+if (token) connect();
+render();
