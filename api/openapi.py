@@ -335,6 +335,41 @@ OPENAPI: dict[str, Any] = {
                 ],
             )
         },
+        "/api/admin/kpis/chart.svg": {
+            "get": _op(
+                "A KPI over time as an SVG line chart (admin): metric time_to_accept or fallback_rate.",
+                {"200": {"description": "image/svg+xml"}},
+                401,
+                403,
+                422,
+                params=[
+                    {"name": "metric", "in": "query", "schema": {"enum": ["time_to_accept", "fallback_rate"]}},
+                    {"name": "buckets", "in": "query", "schema": {"type": "integer", "minimum": 2, "maximum": 48}},
+                    {"name": "bucket_minutes", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+            )
+        },
+        "/api/admin/mechanics/online": {
+            "get": _op(
+                "Mechanics online now, across every server (admin).", {"200": {"description": "mechanics"}}, 401, 403
+            )
+        },
+        "/api/admin/session-requests": {
+            "get": _op(
+                "Pending and accepted requests, newest first (admin).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"requests": {"type": "array", "items": _ref("SessionRequest")}},
+                        },
+                        "open requests",
+                    )
+                },
+                401,
+                403,
+            )
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics: open from loopback, otherwise admin only.",
