@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 
 from api.auth import Principal, Role, decode_token
 from api.responses import Forbidden, optional_text, required_text
-from dispatch.dispatcher import NewRequest
+from dispatch.booking import NewRequest
 
 if TYPE_CHECKING:
     from api.app import Services

@@ -11,20 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
-from typing import TypeVar
 
 import sqlalchemy as sa
 from databases import Database
 from redis.asyncio import Redis
 
 from dispatch import protocol
+from dispatch.booking import BookingRules, NewRequest, PreparedRequest
 from dispatch.config import DispatchConfig
 from dispatch.errors import (
-    InvalidInput,
-    MechanicNotFound,
     NotYourRequest,
     OfferUnavailable,
     RequestNotCancellable,
@@ -34,7 +30,7 @@ from dispatch.errors import (
 from dispatch.events import EventLog
 from dispatch.favorites import Favorites
 from dispatch.keys import DispatchKeys
-from dispatch.mechanics import Mechanic, Mechanics, ProviderType, canonical_id
+from dispatch.mechanics import Mechanics, canonical_id
 from dispatch.metrics import (
     ACCEPTS,
     FALLBACK_LATENESS,
@@ -53,13 +49,11 @@ from dispatch.models import (
     Routing,
     RoutingType,
     SessionRequest,
-    SessionType,
     Status,
     offer_id,
     parse_offer_id,
 )
 from dispatch.plans import Plans
-from dispatch.rollout import Arm, arm_for
 from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import request_exclusions, session_requests
 from presence.clock import iso, utc_now
@@ -72,45 +66,6 @@ log = logging.getLogger(__name__)
 PENDING_OFFERS_ON_CONNECT = 100
 
 sr = session_requests
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A validated booking with its routing decided: what `insert` stores."""
-
-    customer_id: str
-    customer_name: str | None
-    session_type: SessionType
-    plan_code: str
-    routing: Routing
-    preferred: Mechanic | None
-    provider_type: ProviderType | None
-    arm: Arm
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NewRequest:
-    """What the customer asked for; validated by `Dispatcher.create`."""
-
-    customer_id: str
-    customer_name: str | None
-    session_type: str
-    plan_code: str
-    routing: str
-    preferred_mechanic_id: str | None = None
-    provider_type: str | None = None
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def _choice(value: str, enum: type[E], name: str) -> E:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(e.value for e in enum)
-        raise InvalidInput(f"{name} must be one of: {allowed}.") from None
 
 
 class Dispatcher:
@@ -132,7 +87,7 @@ class Dispatcher:
         self._presence = presence
         self._registry = registry
         self._favorites = favorites
-        self._plans = plans
+        self.rules = BookingRules(registry, plans, config.rollout_percent)
         self.config = config
         self.keys = DispatchKeys(config.key_prefix)
         self.events = EventLog(database)
@@ -163,46 +118,7 @@ class Dispatcher:
     # Creating
 
     async def prepare(self, new: NewRequest, *, favorite_gone_means_broadcast: bool = False) -> PreparedRequest:
-        """Validate a booking and decide its routing, without creating anything.
-
-        A customer outside the rollout gets the broadcast even if they asked for their favorite (the favorite is
-        still recorded, for the A/B comparison). After payment (`favorite_gone_means_broadcast`) a favorite
-        deleted since checkout turns the booking into a plain broadcast instead of failing it.
-        """
-        session_type = _choice(new.session_type, SessionType, "session_type")
-        plan = await self._plans.get(new.plan_code)
-        routing = _choice(new.routing, Routing, "routing")
-        provider_type = _choice(new.provider_type, ProviderType, "provider_type") if new.provider_type else None
-        arm = arm_for(new.customer_id, self.config.rollout_percent)
-        notes: list[str] = []
-        preferred: Mechanic | None = None
-        if routing is not Routing.BROADCAST and not new.preferred_mechanic_id:
-            raise InvalidInput(f"routing {routing.value!r} needs a preferred_mechanic_id.")
-        if new.preferred_mechanic_id:
-            try:
-                preferred = await self._registry.get(new.preferred_mechanic_id)
-            except MechanicNotFound:
-                if not favorite_gone_means_broadcast:
-                    raise
-                notes.append("favorite no longer available: broadcast")
-                routing = Routing.BROADCAST
-        if routing is Routing.BROADCAST and arm is Arm.PRIORITY:
-            # "Find Available Mechanic Now": the seed clears the preference.
-            preferred = None
-        if arm is Arm.CONTROL and routing is not Routing.BROADCAST:
-            notes.append(f"control arm: asked for {routing.value}, broadcast instead")
-            routing = Routing.BROADCAST
-        return PreparedRequest(
-            customer_id=new.customer_id,
-            customer_name=new.customer_name,
-            session_type=session_type,
-            plan_code=plan.code,
-            routing=routing,
-            preferred=preferred,
-            provider_type=provider_type or (ProviderType(preferred.provider_type) if preferred else None),
-            arm=arm,
-            notes=tuple(notes),
-        )
+        return await self.rules.prepare(new, favorite_gone_means_broadcast=favorite_gone_means_broadcast)
 
     async def insert(self, prepared: PreparedRequest, checkout_session_id: str | None = None) -> SessionRequest | None:
         """Store a prepared request; None if one already exists for this Checkout Session (the key decides)."""

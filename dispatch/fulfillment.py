@@ -13,7 +13,8 @@ from enum import StrEnum
 
 from databases import Database
 
-from dispatch.dispatcher import Dispatcher, NewRequest
+from dispatch.booking import NewRequest
+from dispatch.dispatcher import Dispatcher
 from dispatch.errors import InvalidInput
 from dispatch.models import SessionRequest
 from dispatch.sql import insert_ignoring_conflict
