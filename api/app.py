@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from api import http, metrics, payments, socket
-from api.database import ensure_sqlite_dir
+from api.database import open_database
 from api.payments import StripeGateway
 from api.responses import exception_handlers
 from api.settings import Settings, load_settings
@@ -103,8 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             health_check_interval=10,
         )
         redis = Redis(connection_pool=pool)
-        ensure_sqlite_dir(settings.database_url)
-        database = Database(settings.database_url)
+        database = open_database(settings.database_url)
         await database.connect()
         if database.url.dialect == "sqlite":
             # Several server processes may share the file: WAL lets readers proceed during a write.

@@ -32,11 +32,10 @@ import httpx
 import psutil
 import sqlalchemy as sa
 import uvloop
-from databases import Database
 from tqdm import tqdm
 
 from api.auth import Role, mint_token
-from api.database import migrate
+from api.database import migrate, open_database
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.fallback_lateness import fill
 from bench.fallback_lateness import measure as measure_fallback
@@ -160,7 +159,7 @@ async def prepare_ours(redis_url: str, workdir: str, count: int) -> Ours:
     database_url = f"sqlite:///{workdir}/bench.db"
     await asyncio.to_thread(migrate, database_url)
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    database = Database(database_url)
+    database = open_database(database_url)
     await database.connect()
     now = utc_now()
     for start in range(0, count, 500):

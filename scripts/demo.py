@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from databases import Database
 
 from api.auth import Role, mint_token
+from api.database import open_database
 from presence.clock import utc_now
 from presence.tables import mechanics
 
@@ -30,7 +30,7 @@ class DemoUser:
 
 async def seed(database_url: str) -> None:
     """Insert the demo mechanics if missing (idempotent)."""
-    database = Database(database_url)
+    database = open_database(database_url)
     await database.connect()
     try:
         existing = {

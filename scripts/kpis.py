@@ -17,8 +17,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from databases import Database
-
+from api.database import open_database
 from api.settings import load_settings
 from dispatch.kpis import Kpis
 from dispatch.rollout import Arm
@@ -85,7 +84,7 @@ async def main() -> None:
     parser.add_argument("--arm", choices=[a.value for a in Arm])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    database = Database(load_settings().database_url)
+    database = open_database(load_settings().database_url)
     await database.connect()
     try:
         report = await Kpis(database).report(args.since, args.until, Arm(args.arm) if args.arm else None)
