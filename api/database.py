@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,37 +15,35 @@ from databases.backends.sqlite import SQLiteBackend, SQLitePool
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-IDLE_SQLITE_CONNECTIONS = 8
-
-
 class _ReusingSQLitePool(SQLitePool):
-    """`databases` opens a new SQLite connection, and a thread for it, for every query; keep a few open instead.
+    """`databases` opens a new SQLite connection, and a thread for it, for every query; keep one open instead.
 
-    Each connection runs with `synchronous=NORMAL`, which under WAL is safe against a crash of the process and
-    saves an fsync per commit (SQLite is for development and demos; production runs on PostgreSQL).
+    SQLite takes one writer at a time anyway: handing the one connection to one task at a time queues writers in
+    the event loop rather than in SQLite's busy handler, which sleeps. `synchronous=NORMAL` under WAL is safe
+    against a crash of the process and saves an fsync per commit (SQLite is for development and demos;
+    production runs on PostgreSQL).
     """
 
     def __init__(self, url: DatabaseURL, **options: Any) -> None:
         super().__init__(url, **options)
-        self._idle: list[aiosqlite.Connection] = []
+        self._connection: aiosqlite.Connection | None = None
+        self._turn = asyncio.Lock()
 
     async def acquire(self) -> aiosqlite.Connection:
-        if self._idle:
-            return self._idle.pop()
-        connection = await super().acquire()
-        await connection.execute("PRAGMA synchronous=NORMAL")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        return connection
+        await self._turn.acquire()
+        if self._connection is None:
+            self._connection = await super().acquire()
+            await self._connection.execute("PRAGMA synchronous=NORMAL")
+            await self._connection.execute("PRAGMA busy_timeout=5000")
+        return self._connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
-        if len(self._idle) < IDLE_SQLITE_CONNECTIONS and not connection.in_transaction:
-            self._idle.append(connection)
-        else:
-            await super().release(connection)
+        self._turn.release()
 
     async def close(self) -> None:
-        while self._idle:
-            await super().release(self._idle.pop())
+        if self._connection is not None:
+            await super().release(self._connection)
+            self._connection = None
 
 
 class ReusingSQLiteBackend(SQLiteBackend):
