@@ -205,7 +205,7 @@ async def idle_memory(server: Server, kind: Kind, urls: list[str]) -> dict[str, 
 
 
 async def fan_out(
-    clients: list[BenchClient], trigger: Callable[[], Awaitable[None]], rounds: int = 3
+    clients: list[BenchClient], trigger: Callable[[], Awaitable[None]], rounds: int = 5
 ) -> dict[str, float]:
     results = []
     for _ in range(rounds):
