@@ -297,7 +297,7 @@ OPENAPI: dict[str, Any] = {
                 "Create a Stripe Checkout Session for a booking; the webhook creates the request once paid "
                 "(customer; 409 payments_disabled when payments are off).",
                 {
-                    "201": _json(
+                    "200": _json(
                         {
                             "type": "object",
                             "properties": {"checkout_session_id": {"type": "string"}, "url": {"type": "string"}},

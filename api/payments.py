@@ -100,7 +100,8 @@ async def checkout(request: Request) -> Response:
     plan = await svc.plans.get(prepared.plan_code)
     metadata = metadata_for(new, routing_type.value, prepared.arm.value)
     session_id, url = await svc.stripe.create_checkout(plan, principal.sub, metadata)
-    return JSONResponse({"checkout_session_id": session_id, "url": url}, status_code=201)
+    # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
+    return JSONResponse({"checkout_session_id": session_id, "url": url})
 
 
 async def webhook(request: Request) -> Response:
