@@ -38,6 +38,7 @@ from presence.tracker import PresenceTracker
 log = logging.getLogger(__name__)
 
 REDIS_POOL_SIZE = 64
+SHUTDOWN_STEP_S = 5.0
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 
 
@@ -71,6 +72,18 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
         except Exception:
             log.exception("background task %s crashed; restarting in 1s", name)
             await asyncio.sleep(1)
+
+
+async def _bounded(step: str, awaitable: Awaitable[object]) -> None:
+    """One shutdown step, given SHUTDOWN_STEP_S at most; a step still running then is left behind, not awaited
+    (`wait_for` would wait for its cancellation, which a stuck step may never finish)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_S)
+    if not done:
+        log.warning("shutdown: %s did not finish within %.0f s; moving on", step, SHUTDOWN_STEP_S)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return
+    task.result()
 
 
 async def _flush_last_seen_forever(services: Services) -> None:
@@ -154,18 +167,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield {"services": services}
         finally:
+            # Every step is bounded: a shutdown that waits forever on one stuck connection is worse than one that
+            # leaves it to the operating system.
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await keeper.stop()
+            await _bounded("background tasks", asyncio.gather(*tasks, return_exceptions=True))
+            await _bounded("deadline timers", keeper.stop())
             try:
-                await presence.flush_last_seen(database)
+                await _bounded("last_seen flush", presence.flush_last_seen(database))
             except (RedisError, OSError) as error:
                 log.warning("final last_seen flush skipped (%s)", error)
             if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-            await database.disconnect()
-            await redis.aclose()
+            await _bounded("database", database.disconnect())
+            await _bounded("redis", redis.aclose())
 
     return Starlette(
         routes=[

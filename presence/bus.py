@@ -16,6 +16,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 2.0
+
 Handler = Callable[[str], Awaitable[None]]
 ReconnectHook = Callable[[], Awaitable[None]]
 
@@ -85,10 +87,11 @@ class Bus:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
+                # Bounded and never awaited past the bound: closing a connection whose read was just cancelled
+                # can otherwise wait forever and hold up shutdown.
+                closing = asyncio.ensure_future(pubsub.aclose())  # type: ignore[no-untyped-call]
+                closing.add_done_callback(lambda t: t.cancelled() or t.exception())
+                await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
 
     async def _deliver(self, channel: str, data: str) -> None:
         for handler in self._handlers.get(channel, ()):
