@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OFFER_FRAME = json.dumps(
     {
         "type": "offer",
-        "offer_id": "x.2",
+        "offer_id": "x.2.broadcast",
         "request_id": "x",
         "kind": "broadcast",
         "customer_name": "Jordan",

@@ -41,6 +41,7 @@ from dispatch.metrics import (
     TIME_TO_ACCEPT,
 )
 from dispatch.models import (
+    PRIORITY_ATTEMPT,
     EventKind,
     FallbackReason,
     OfferKind,
@@ -145,7 +146,7 @@ class Dispatcher:
                 routing=routing.value,
                 provider_type=prepared.provider_type.value if prepared.provider_type else None,
                 phase=(Phase.PRIORITY if is_priority else Phase.BROADCAST).value,
-                attempt=1,
+                attempt=PRIORITY_ATTEMPT,
                 priority_deadline=now + timedelta(seconds=window_s) if is_priority else None,
                 arm=prepared.arm.value,
                 checkout_session_id=checkout_session_id,
@@ -217,7 +218,7 @@ class Dispatcher:
     ) -> Envelope:
         expires_at = iso(request.priority_deadline) if kind is OfferKind.PRIORITY else None
         frame = protocol.offer(
-            offer_id=offer_id(request.id, request.attempt),
+            offer_id=offer_id(request.id, request.attempt, kind),
             request_id=request.id,
             kind=kind.value,
             customer_name=request.customer_name or "A customer",
@@ -315,7 +316,9 @@ class Dispatcher:
         parsed = parse_offer_id(offer)
         if parsed is None or canonical_id(parsed[0]) is None:
             raise OfferUnavailable("Unknown offer_id.")
-        request_id, attempt = parsed
+        request_id, attempt, kind = parsed
+        if kind is not OfferKind.PRIORITY:
+            return
         row = await self._db.fetch_one(
             sr.update()
             .where(
@@ -499,7 +502,7 @@ class Dispatcher:
                 (request.accepted_at - request.created_at).total_seconds()
             )
         await self.events.record(request_id, EventKind.ACCEPTED, mechanic_id=mechanic_id, attempt=attempt)
-        await self._redis.delete(self.keys.window(request_id, 1))
+        await self._redis.delete(self.keys.window(request_id, PRIORITY_ATTEMPT))
         await self._favorites.count_booking(request.customer_id, mechanic_id)
         await self._hub.send(Envelope(frame=protocol.accepted(request_id), to=(mechanic_id,)))
         await self._hub.send(
@@ -598,7 +601,7 @@ class Dispatcher:
         if row is None:
             raise RequestNotCancellable()
         await self.events.record(request.id, EventKind.CANCELLED, detail="by customer")
-        await self._redis.delete(self.keys.window(request.id, 1))
+        await self._redis.delete(self.keys.window(request.id, PRIORITY_ATTEMPT))
         await self._hub.send(
             Envelope(
                 frame=protocol.offer_revoked(request.id, RevokeReason.CANCELLED.value),

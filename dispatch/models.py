@@ -78,16 +78,21 @@ class RevokeReason(StrEnum):
     EXPIRED = "expired"
 
 
-def offer_id(request_id: str, attempt: int) -> str:
-    """Offer ids name the request and attempt, so any process can match an ack without shared state."""
-    return f"{request_id}.{attempt}"
+# The priority phase is always a request's first attempt: every later phase is a broadcast.
+PRIORITY_ATTEMPT = 1
 
 
-def parse_offer_id(value: str) -> tuple[str, int] | None:
-    request_id, sep, attempt = value.rpartition(".")
-    if not sep or not attempt.isdigit():
+def offer_id(request_id: str, attempt: int, kind: OfferKind) -> str:
+    """Offer ids name the request, attempt and kind, so any process can match an ack without shared state, and
+    acks of broadcast offers (thousands per fan-out) need no database work at all."""
+    return f"{request_id}.{attempt}.{kind.value}"
+
+
+def parse_offer_id(value: str) -> tuple[str, int, OfferKind] | None:
+    parts = value.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in set(OfferKind):
         return None
-    return request_id, int(attempt)
+    return parts[0], int(parts[1]), OfferKind(parts[2])
 
 
 @dataclass(frozen=True)
