@@ -21,14 +21,14 @@ run: install
 # Browser tests need Debian's Chromium; Playwright (never a browser of its own) is installed only beside it, and
 # pytest says clearly when they are skipped.
 test: install
-	@if [ -x /usr/bin/chromium ] && ! $(BIN)/python -c "import playwright" 2>/dev/null; then \
+	@if /usr/bin/chromium --version >/dev/null 2>&1 && ! $(BIN)/python -c "import playwright" 2>/dev/null; then \
 		$(BIN)/pip install --quiet -e '.[test,e2e]'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict api presence dispatch scripts
+	$(BIN)/mypy --strict api base delivery presence dispatch scripts
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -1,4 +1,8 @@
-"""JWT (HS256) tokens: who the caller is and in which role."""
+"""JWT (HS256) tokens: who the caller is and in which role.
+
+A verified token is remembered per process until it expires (bounded), so a client polling with the same token
+pays the HMAC and the claim checks once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,12 @@ from enum import StrEnum
 
 import jwt
 
+from base.errors import InvalidToken
+
 ALGORITHM = "HS256"
+MAX_TOKEN_BYTES = 4096
+MAX_NAME = 200
+CACHE_LIMIT = 10_000
 
 
 class Role(StrEnum):
@@ -25,13 +34,12 @@ class Principal:
     name: str | None
 
 
-class InvalidToken(Exception):
-    """Missing, malformed, badly signed or expired; the boundary answers 401 or closes 4401."""
-
-
-def decode_token(token: str | None, secret: str) -> Principal:
+def decode_token(token: str | None, secret: str) -> tuple[Principal, float]:
+    """The token's principal and expiry (epoch seconds); InvalidToken for anything else."""
     if not token:
         raise InvalidToken("A bearer token is required.")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken("The token is too large.")
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role", "exp"]})
     except jwt.ExpiredSignatureError:
@@ -41,10 +49,39 @@ def decode_token(token: str | None, secret: str) -> Principal:
     try:
         sub = str(uuid.UUID(str(claims["sub"])))
         role = Role(claims["role"])
-    except ValueError:
+        expires = float(claims["exp"])
+    except (ValueError, TypeError):
         raise InvalidToken("The token's sub must be a UUID and its role one of customer, mechanic, admin.") from None
-    name = claims.get("name")
-    return Principal(sub=sub, role=role, name=name if isinstance(name, str) else None)
+    return Principal(sub=sub, role=role, name=_printable(claims.get("name"))), expires
+
+
+def _printable(name: object) -> str | None:
+    """A display name safe to store and send: valid Unicode text (no lone surrogates), at most MAX_NAME."""
+    if not isinstance(name, str):
+        return None
+    cleaned = name.encode("utf-8", "replace").decode("utf-8").strip()[:MAX_NAME]
+    return cleaned or None
+
+
+class TokenVerifier:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    def verify(self, token: str | None) -> Principal:
+        now = time.time()
+        if token is not None:
+            known = self._verified.get(token)
+            if known is not None and known[1] > now:
+                return known[0]
+        principal, expires = decode_token(token, self._secret)
+        assert token is not None
+        if len(self._verified) >= CACHE_LIMIT:
+            self._verified = {t: v for t, v in self._verified.items() if v[1] > now}
+            while len(self._verified) >= CACHE_LIMIT:  # all still valid: forget the oldest
+                del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, expires)
+        return principal
 
 
 def mint_token(secret: str, *, sub: str, role: Role, name: str | None = None, ttl_s: int = 7 * 24 * 3600) -> str:

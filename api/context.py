@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from starlette.requests import HTTPConnection
 
-from api.auth import Principal, Role, decode_token
-from api.responses import Forbidden, optional_text, required_text
+from api.auth import Principal, Role
+from api.runtime import Services
+from api.schemas import BookingBody
+from base.errors import Forbidden
 from dispatch.booking import NewRequest
-
-if TYPE_CHECKING:
-    from api.app import Services
 
 
 def services(connection: HTTPConnection) -> Services:
@@ -22,22 +19,20 @@ def authenticate(connection: HTTPConnection, *roles: Role) -> Principal:
     """The caller of `Authorization: Bearer <JWT>`; InvalidToken (401) or Forbidden (403) otherwise."""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    principal = decode_token(
-        token if scheme.lower() == "bearer" else None, str(services(connection).settings.jwt_secret)
-    )
+    principal = services(connection).tokens.verify(token if scheme.lower() == "bearer" else None)
     if roles and principal.role not in roles:
         raise Forbidden(f"This needs the {' or '.join(r.value for r in roles)} role.")
     return principal
 
 
-def new_request_from(principal: Principal, body: dict[str, Any]) -> NewRequest:
-    """The booking body shared by `POST /api/session-requests` and `POST /api/checkout`."""
+def new_request_from(principal: Principal, body: BookingBody) -> NewRequest:
+    """The booking shared by `POST /api/session-requests` and `POST /api/checkout`."""
     return NewRequest(
         customer_id=principal.sub,
         customer_name=principal.name,
-        session_type=required_text(body, "session_type", 20),
-        plan_code=required_text(body, "plan_code", 20),
-        routing=optional_text(body, "routing", 20) or "broadcast",
-        preferred_mechanic_id=optional_text(body, "preferred_mechanic_id", 64),
-        provider_type=optional_text(body, "provider_type", 20),
+        session_type=body.session_type,
+        plan_code=body.plan_code,
+        routing=body.routing,
+        preferred_mechanic_id=body.preferred_mechanic_id,
+        provider_type=body.provider_type,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -14,17 +14,18 @@ from api.auth import Principal, Role
 from api.charts import line_chart
 from api.context import authenticate, new_request_from, services
 from api.openapi import OPENAPI
-from api.responses import optional_text, read_json_object, required_text
-from dispatch.errors import InvalidInput, MechanicNotFound, PaymentRequired, RequestNotFound
-from dispatch.mechanics import Mechanic, ProviderType, canonical_id
-from dispatch.messages import customer_message
+from api.responses import read_json
+from api.runtime import Services
+from api.schemas import BookingBody, FavoriteBody, MechanicBody
+from base.clock import iso, utc_now
+from base.errors import InvalidInput, MechanicNotFound, PaymentRequired, RequestNotFound
+from base.ids import canonical_id
+from dispatch.mechanics import Mechanic, ProviderType
 from dispatch.models import SessionRequest, Status
 from dispatch.rollout import Arm, arm_for
-from presence.clock import iso, utc_now
-from presence.tracker import LiveStatus, last_seen_of
-
-if TYPE_CHECKING:
-    from api.app import Services
+from dispatch.wording import customer_message
+from presence.replica import LiveStatus
+from presence.tracker import last_seen_of
 
 MAX_STATUS_IDS = 100
 
@@ -36,12 +37,12 @@ def _provider_type(value: str | None) -> ProviderType:
         raise InvalidInput("provider_type must be independent or workshop.") from None
 
 
-async def _statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, dict[str, Any]]:
-    live = await svc.presence.statuses([m.id for m in found])
-    # Redis knows the freshest last_seen; only after it lost its keys does the database's copy stand in.
-    persisted = await svc.mechanics.persisted_last_seen([i for i, s in live.items() if s.last_seen_ms is None])
+def _statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, dict[str, Any]]:
+    """From memory: the presence replica, and the database's last_seen (cached with the mechanic) for those
+    Redis has not seen since it lost its keys."""
+    live = svc.presence.statuses([m.id for m in found])
     priority_booking = _priority_booking(svc, principal)
-    return {m.id: _status_json(m, live[m.id], persisted.get(m.id), priority_booking) for m in found}
+    return {m.id: _status_json(m, live[m.id], m.last_seen_at, priority_booking) for m in found}
 
 
 def _status_json(
@@ -100,7 +101,7 @@ async def mechanic_status(request: Request) -> Response:
     principal = authenticate(request)
     svc = services(request)
     mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
-    return JSONResponse((await _statuses(svc, [mechanic], principal))[mechanic.id])
+    return JSONResponse(_statuses(svc, [mechanic], principal)[mechanic.id])
 
 
 async def mechanics_status(request: Request) -> Response:
@@ -111,7 +112,7 @@ async def mechanics_status(request: Request) -> Response:
         raise InvalidInput("ids is required: a comma-separated list of mechanic ids.")
     if len(ids) > MAX_STATUS_IDS:
         raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
-    statuses = await _statuses(svc, await svc.mechanics.get_many(ids), principal)
+    statuses = _statuses(svc, await svc.mechanics.get_many(ids), principal)
     entries = []
     for requested in ids:
         canonical = canonical_id(requested)
@@ -132,7 +133,7 @@ async def list_favorites(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
     svc = services(request)
     favorites = await svc.favorites.list(principal.sub)
-    live = await svc.presence.statuses([f.provider_id for f in favorites])
+    live = svc.presence.statuses([f.provider_id for f in favorites])
     body = []
     for favorite in favorites:
         last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
@@ -153,11 +154,10 @@ async def list_favorites(request: Request) -> Response:
 
 async def add_favorite(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
-    body = await read_json_object(request)
-    provider_id = required_text(body, "provider_id", 64)
-    provider_type = _provider_type(optional_text(body, "provider_type", 20))
+    body = await read_json(request, FavoriteBody)
+    provider_type = _provider_type(body.provider_type)
     svc = services(request)
-    mechanic, is_new = await svc.favorites.add(principal.sub, provider_id, provider_type)
+    mechanic, is_new = await svc.favorites.add(principal.sub, body.provider_id, provider_type)
     payload = {"provider_id": mechanic.id, "provider_type": provider_type.value, "name": mechanic.name}
     return JSONResponse(payload, status_code=201 if is_new else 200)
 
@@ -173,11 +173,11 @@ async def remove_favorite(request: Request) -> Response:
 
 async def create_mechanic(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
-    body = await read_json_object(request)
-    name = required_text(body, "name", 200).strip()
+    body = await read_json(request, MechanicBody)
+    name = body.name.strip()
     if not name:
         raise InvalidInput("name is required.")
-    provider_type = _provider_type(optional_text(body, "provider_type", 20))
+    provider_type = _provider_type(body.provider_type)
     mechanic = await services(request).mechanics.create(name, provider_type)
     return JSONResponse({"id": mechanic.id, "name": mechanic.name, "provider_type": mechanic.provider_type}, 201)
 
@@ -185,20 +185,15 @@ async def create_mechanic(request: Request) -> Response:
 async def delete_mechanic(request: Request) -> Response:
     """Soft-delete: sockets close with 4404, status answers 404, favorites forget them, their requests move on."""
     authenticate(request, Role.ADMIN)
-    svc = services(request)
-    mechanic = await svc.mechanics.delete(request.path_params["mechanic_id"])
-    await svc.favorites.forget_mechanic(mechanic.id)
-    await svc.presence.forget(mechanic.id)
-    await svc.hub.disconnect(mechanic.id, close_code=4404)
-    await svc.dispatcher.on_mechanic_deleted(mechanic.id)
+    await services(request).dispatcher.forget_mechanic(request.path_params["mechanic_id"])
     return Response(status_code=204)
 
 
 async def request_events(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
     svc = services(request)
-    session_request = await svc.dispatcher.get(request.path_params["request_id"])
-    events = await svc.dispatcher.events.of(session_request.id)
+    session_request = await svc.dispatcher.requests.get(request.path_params["request_id"])
+    events = await svc.dispatcher.requests.events_of(session_request.id)
     return JSONResponse(
         {
             "request_id": session_request.id,
@@ -220,7 +215,9 @@ async def request_events(request: Request) -> Response:
 
 
 async def _request_json(svc: Services, request: SessionRequest) -> dict[str, Any]:
-    names = await svc.dispatcher.names_of([i for i in (request.preferred_mechanic_id, request.mechanic_id) if i])
+    names = await svc.dispatcher.requests.names_of(
+        [i for i in (request.preferred_mechanic_id, request.mechanic_id) if i]
+    )
     return {
         "id": request.id,
         "status": request.status.value,
@@ -258,19 +255,18 @@ async def _favorite_prompt(svc: Services, request: SessionRequest, names: dict[s
 
 async def create_request(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
-    body = await read_json_object(request)
+    body = await read_json(request, BookingBody)
     svc = services(request)
     if svc.settings.payments_enabled:
         raise PaymentRequired()
-    new = new_request_from(principal, body)
-    created = await svc.dispatcher.create(new)
+    created = await svc.dispatcher.book(new_request_from(principal, body))
     return JSONResponse(await _request_json(svc, created), status_code=201)
 
 
 async def get_request(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER, Role.ADMIN)
     svc = services(request)
-    found = await svc.dispatcher.get(request.path_params["request_id"])
+    found = await svc.dispatcher.requests.get(request.path_params["request_id"])
     if principal.role is not Role.ADMIN and found.customer_id != principal.sub:
         raise RequestNotFound()
     return JSONResponse(await _request_json(svc, found))
@@ -308,7 +304,7 @@ async def kpis(request: Request) -> Response:
 async def online_mechanics(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
     svc = services(request)
-    found = await svc.mechanics.get_many(await svc.presence.online_ids())
+    found = await svc.mechanics.get_many(svc.presence.online_ids())
     return JSONResponse(
         {"mechanics": sorted(({"mechanic_id": m.id, "name": m.name} for m in found), key=lambda m: m["name"])}
     )
@@ -317,7 +313,9 @@ async def online_mechanics(request: Request) -> Response:
 async def open_requests(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
     svc = services(request)
-    return JSONResponse({"requests": [await _request_json(svc, r) for r in await svc.dispatcher.open_requests()]})
+    return JSONResponse(
+        {"requests": [await _request_json(svc, r) for r in await svc.dispatcher.requests.open_requests()]}
+    )
 
 
 CHARTS = {

@@ -1,4 +1,4 @@
-"""`GET /metrics` in Prometheus' text format: open to loopback scrapers, otherwise admins only.
+"""`GET /metrics` in Prometheus' text format: admins only, and loopback scrapers where METRICS_OPEN_TO_LOOPBACK.
 
 With PROMETHEUS_MULTIPROC_DIR set (`make run WORKERS=n` sets it), every worker's samples are aggregated.
 """
@@ -34,9 +34,11 @@ def _registry() -> CollectorRegistry:
 
 
 async def metrics(request: Request) -> Response:
-    if not _is_loopback(request.client.host if request.client else None):
+    svc = services(request)
+    loopback = _is_loopback(request.client.host if request.client else None)
+    if not (svc.settings.metrics_open_to_loopback and loopback):
         authenticate(request, Role.ADMIN)
-    ONLINE_MECHANICS.set(await services(request).presence.online_count())
+    ONLINE_MECHANICS.set(len(svc.presence.online_ids()))
     return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -6,87 +6,32 @@ Checkout carries the customer's routing choice and experiment arm in its metadat
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import stripe
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.auth import Role
 from api.context import authenticate, new_request_from, services
-from api.responses import read_json_object
-from api.settings import Settings
-from dispatch.errors import (
+from api.responses import read_body, read_json
+from api.runtime import Services
+from api.schemas import BookingBody
+from api.stripe_gateway import verify_event
+from base.errors import (
     InvalidInput,
     InvalidMetadata,
     InvalidWebhook,
-    PaymentProviderError,
     PaymentsDisabled,
 )
 from dispatch.fulfillment import Outcome, PaidCheckout, metadata_for
 from dispatch.metrics import WEBHOOK_EVENTS
 from dispatch.models import Routing, RoutingType
-from dispatch.plans import Plan
-
-if TYPE_CHECKING:
-    from api.app import Services
 
 log = logging.getLogger(__name__)
 
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
-
-
-class StripeGateway:
-    def __init__(self, settings: Settings) -> None:
-        assert settings.stripe_secret_key is not None
-        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
-        self._client = stripe.StripeClient(
-            str(settings.stripe_secret_key),
-            base_addresses=base,  # type: ignore[arg-type]
-            http_client=stripe.HTTPXClient(),
-            max_network_retries=2,
-        )
-        self._settings = settings
-
-    async def create_checkout(self, plan: Plan, customer_id: str, metadata: dict[str, str]) -> tuple[str, str]:
-        params: dict[str, Any] = {
-            "mode": "payment",
-            "line_items": [
-                {
-                    "quantity": 1,
-                    "price_data": {
-                        "currency": plan.currency,
-                        "unit_amount": plan.amount_cents,
-                        "product_data": {"name": plan.name},
-                    },
-                }
-            ],
-            "success_url": self._settings.checkout_success_url,
-            "cancel_url": self._settings.checkout_cancel_url,
-            "client_reference_id": customer_id,
-            "metadata": metadata,
-        }
-        try:
-            session = await self._client.v1.checkout.sessions.create_async(params=params)  # type: ignore[arg-type]
-        except stripe.StripeError as error:
-            log.warning("Stripe refused a checkout: %s", error)
-            raise PaymentProviderError() from None
-        return str(session.id), str(session.url)
-
-
-def verify_event(settings: Settings, payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The event as Stripe sent it, once its signature and timestamp verify; InvalidWebhook otherwise."""
-    if settings.stripe_webhook_secret is None:
-        raise PaymentsDisabled("Webhooks are not configured: set STRIPE_WEBHOOK_SECRET.")
-    try:
-        stripe.Webhook.construct_event(payload, signature, str(settings.stripe_webhook_secret))
-    except (stripe.SignatureVerificationError, ValueError):
-        raise InvalidWebhook() from None
-    event: dict[str, Any] = json.loads(payload)
-    return event
 
 
 async def checkout(request: Request) -> Response:
@@ -94,7 +39,7 @@ async def checkout(request: Request) -> Response:
     svc = services(request)
     if svc.stripe is None:
         raise PaymentsDisabled()
-    new = new_request_from(principal, await read_json_object(request))
+    new = new_request_from(principal, await read_json(request, BookingBody))
     prepared = await svc.dispatcher.prepare(new)
     routing_type = RoutingType.BROADCAST if prepared.routing is Routing.BROADCAST else RoutingType.PRIORITY_BROADCAST
     plan = await svc.plans.get(prepared.plan_code)
@@ -107,7 +52,8 @@ async def checkout(request: Request) -> Response:
 async def webhook(request: Request) -> Response:
     svc = services(request)
     try:
-        event = verify_event(svc.settings, await request.body(), request.headers.get("stripe-signature"))
+        payload = await read_body(request, svc.settings.max_body_bytes)
+        event = verify_event(svc.settings, payload, request.headers.get("stripe-signature"))
     except InvalidWebhook:
         WEBHOOK_EVENTS.labels(outcome="invalid_signature").inc()
         raise
@@ -116,11 +62,16 @@ async def webhook(request: Request) -> Response:
     return JSONResponse({"received": True, "outcome": outcome.value, "request_id": request_id})
 
 
-async def _handle(svc: Services, event: dict[str, Any]) -> tuple[Outcome, str | None]:
+async def _handle(svc: Services, event: Any) -> tuple[Outcome, str | None]:
+    if not isinstance(event, dict):
+        raise InvalidMetadata("The event must be a JSON object.")
     event_type = str(event.get("type", ""))
     if event_type not in PAID_EVENTS:
         return Outcome.IGNORED, None
-    session = event.get("data", {}).get("object", {})
+    data = event.get("data")
+    session = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(session, dict):
+        raise InvalidMetadata("The event's data.object must be a Checkout Session object.")
     if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
         return Outcome.NOT_PAID, None  # async payment methods: async_payment_succeeded follows
     metadata = session.get("metadata")

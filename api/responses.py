@@ -1,68 +1,62 @@
-"""Every HTTP error is `{"error": code, "message": text}` with the right status, and never a 500 for bad input."""
+"""Every HTTP error is `{"error": code, "message": text}` with the right status, and never a 500 for bad input.
+
+Bodies are read up to `MAX_BODY_BYTES` (refused with 413 before more is read) and decoded straight into their
+`msgspec` type, which validates them: a wrong type, a missing field or a string too long is a 422 naming the field.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.auth import InvalidToken
-from dispatch.errors import DomainError, InternalError, InvalidInput
+from base.errors import BodyTooLarge, FavdispatchError, InternalError, InvalidInput, InvalidToken
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
 
-class Forbidden(Exception):
-    """A valid token whose role may not do this."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"The body may be at most {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"The body may be at most {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, body_type: type[T]) -> T:
+    """Read and validate a JSON body as `body_type`."""
+    data = await read_body(request, request.state.services.settings.max_body_bytes)
     try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("The body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("The body must be a JSON object.")
-    return body
+        return msgspec.json.decode(data, type=body_type)
+    except msgspec.ValidationError as invalid:
+        raise InvalidInput(str(invalid)) from None
+    except msgspec.DecodeError:
+        raise InvalidInput("The body must be a JSON object (UTF-8 JSON text).") from None
 
 
-def optional_text(body: dict[str, Any], name: str, max_length: int = 200) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > max_length:
-        raise InvalidInput(f"{name} must be a string of at most {max_length} characters.")
-    return value
-
-
-def required_text(body: dict[str, Any], name: str, max_length: int = 200) -> str:
-    value = optional_text(body, name, max_length)
-    if not value:
-        raise InvalidInput(f"{name} is required.")
-    return value
-
-
-async def _domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
-    return error(exc.status, exc.code, exc.message)
-
-
-async def _invalid_token(request: Request, exc: Exception) -> Response:
-    response = error(401, "unauthorized", str(exc))
-    response.headers["WWW-Authenticate"] = "Bearer"
+async def _known_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FavdispatchError)
+    response = error(exc.status, exc.code, exc.message)
+    if isinstance(exc, InvalidToken):
+        response.headers["WWW-Authenticate"] = "Bearer"
     return response
-
-
-async def _forbidden(request: Request, exc: Exception) -> Response:
-    return error(403, "forbidden", str(exc) or "Your role may not do this.")
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -77,9 +71,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 exception_handlers: dict[Any, Any] = {
-    DomainError: _domain_error,
-    InvalidToken: _invalid_token,
-    Forbidden: _forbidden,
+    FavdispatchError: _known_error,
     HTTPException: _http_exception,
     Exception: _unexpected,
 }

@@ -47,6 +47,10 @@ class Settings:
     stripe_api_base: str | None
     checkout_success_url: str
     checkout_cancel_url: str
+    max_body_bytes: int
+    socket_frames_per_s: float
+    socket_frame_burst: int
+    metrics_open_to_loopback: bool
 
     @property
     def payments_enabled(self) -> bool:
@@ -118,6 +122,10 @@ def load_settings(env_file: str | None = None) -> Settings:
             default="http://127.0.0.1:8000/console/customer?paid={CHECKOUT_SESSION_ID}",
         ),
         checkout_cancel_url=config("CHECKOUT_CANCEL_URL", cast=str, default="http://127.0.0.1:8000/console/customer"),
+        max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=64 * 1024),
+        socket_frames_per_s=config("SOCKET_FRAMES_PER_S", cast=float, default=100.0),
+        socket_frame_burst=config("SOCKET_FRAME_BURST", cast=int, default=300),
+        metrics_open_to_loopback=config("METRICS_OPEN_TO_LOOPBACK", cast=bool, default=False),
     )
     _validate(settings)
     return settings
@@ -141,6 +149,12 @@ def _validate(settings: Settings) -> None:
         raise ValueError("FAVORITES_ROLLOUT_PERCENT must be between 0 and 100")
     if settings.payments_enabled and settings.stripe_webhook_secret is None:
         raise ValueError("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: webhooks could not be verified")
+    if settings.redis_url is not None and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if settings.max_body_bytes < 1024:
+        raise ValueError("MAX_BODY_BYTES must be at least 1024")
+    if settings.socket_frames_per_s <= 0 or settings.socket_frame_burst < 1:
+        raise ValueError("SOCKET_FRAMES_PER_S must be positive and SOCKET_FRAME_BURST at least 1")
     if settings.offer_resends < 0:
         raise ValueError("OFFER_RESENDS must be zero or more")
     if settings.log_level not in logging.getLevelNamesMapping():

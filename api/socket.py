@@ -1,117 +1,171 @@
-"""The mechanics' WebSocket endpoint: authenticate, decode, call the domain, encode. Nothing else.
+"""The mechanics' WebSocket endpoint, a plain ASGI app: authenticate, decode, call a use case, answer.
 
 The handshake is always accepted so that an authentication failure reaches a browser as a close code (4401,
-4403, 4404) rather than an HTTP rejection it cannot read. Bad frames get an `error` frame and the socket stays
-open; an oversized frame is closed with 1009 by uvicorn (`ws_max_size`).
+4403, 4404) rather than an HTTP rejection it cannot read. Apps send their token as the subprotocol
+`bearer.<token>` (answered with that subprotocol), which keeps it out of URLs and access logs; `?token=` remains
+for clients that cannot set a subprotocol. Bad frames get an `error` frame and the socket stays open; an
+oversized frame is closed with 1009 by uvicorn (`ws_max_size`); a socket past its frame rate is closed with 4429
+and one silent for `PRESENCE_TTL_S` with 4408 (`delivery.liveness`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import Any
+from urllib.parse import parse_qs
 
 from redis.exceptions import RedisError
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from api.auth import InvalidToken, Role, decode_token
-from api.context import services
-from dispatch import protocol
-from dispatch.errors import DomainError, InternalError, MechanicNotFound
-from dispatch.protocol import CloseCode
-from presence.hub import Connection
+from api.auth import Principal, Role
+from api.runtime import Services
+from base.errors import FavdispatchError, InternalError, InvalidToken, MechanicNotFound, OfferUnavailable, ProtocolError
+from delivery.close_codes import CloseCode
+from delivery.hub import AsgiSend, Connection
+from dispatch import frames
 from presence.metrics import HEARTBEATS
-
-if TYPE_CHECKING:
-    from api.app import Services
 
 log = logging.getLogger(__name__)
 
+BEARER_PREFIX = "bearer."
+HEARTBEAT_ACK = frames.encode_text(frames.HeartbeatAck())
 
-async def mechanic_socket(websocket: WebSocket) -> None:
-    svc = services(websocket)
-    await websocket.accept()
-    try:
-        principal = decode_token(websocket.query_params.get("token"), str(svc.settings.jwt_secret))
-    except InvalidToken:
-        await websocket.close(CloseCode.UNAUTHORIZED)
-        return
-    if principal.role is not Role.MECHANIC:
-        await websocket.close(CloseCode.FORBIDDEN)
-        return
-    try:
-        mechanic = await svc.mechanics.get(principal.sub)
-    except MechanicNotFound:
-        await websocket.close(CloseCode.MECHANIC_NOT_FOUND)
-        return
-
-    async def close(code: int) -> None:
-        if websocket.application_state is WebSocketState.CONNECTED:
-            try:
-                await websocket.close(code)
-            except RuntimeError:
-                pass  # already closing
-
-    connection = Connection(
-        connection_id=uuid.uuid4().hex, mechanic_id=mechanic.id, send_frame=websocket.send_text, drop=close
-    )
-    settings = svc.settings
-    # The welcome is queued before the connection can receive anything else, so it is always the first frame.
-    connection.push(protocol.welcome(mechanic.id, settings.heartbeat_interval_s, settings.presence_ttl_s))
-    svc.hub.register(connection)
-    try:
-        await svc.presence.track(mechanic.id, connection.connection_id)
-        await svc.dispatcher.deliver_pending(connection)
-        await _serve(websocket, svc, connection)
-    except WebSocketDisconnect:
-        pass
-    except (RedisError, OSError) as error:
-        log.warning("closing %s: Redis unavailable (%s)", connection.connection_id, error)
-        await close(CloseCode.TRY_AGAIN_LATER)
-    finally:
-        await svc.hub.unregister(connection)
-        try:
-            await svc.presence.untrack(mechanic.id, connection.connection_id)
-        except (RedisError, OSError) as error:
-            # The device stops counting when its presence TTL runs out.
-            log.warning("could not release %s (%s)", connection.connection_id, error)
+Receive = Any
+Scope = dict[str, Any]
 
 
-async def _serve(websocket: WebSocket, svc: Services, connection: Connection) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+def _token(scope: Scope) -> tuple[str | None, str | None]:
+    """The token and the subprotocol to answer with (None when it came in the query string)."""
+    for subprotocol in scope.get("subprotocols") or ():
+        if subprotocol.startswith(BEARER_PREFIX):
+            return subprotocol[len(BEARER_PREFIX) :], subprotocol
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("token")
+    return (values[0] if values else None), None
+
+
+class MechanicSocket:
+    async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        svc: Services = scope["state"]["services"]
+        if (await receive())["type"] != "websocket.connect":
             return
-        frame = message.get("text")
-        if frame is None:
-            frame = message.get("bytes") or b""
-        request_id = None
+        token, subprotocol = _token(scope)
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if subprotocol is not None:
+            accept["subprotocol"] = subprotocol
+        await send(accept)
+        code = await self._refusal(svc, token)
+        if isinstance(code, CloseCode):
+            await send({"type": "websocket.close", "code": code})
+            return
+        await self._serve(svc, code, receive, send)
+
+    async def _refusal(self, svc: Services, token: str | None) -> CloseCode | Principal:
         try:
-            decoded = protocol.decode(frame)
-            request_id = getattr(decoded, "request_id", None)
-            await _handle(svc, connection, decoded)
-        except DomainError as error:
-            connection.push(protocol.error(error, request_id))
+            principal = svc.tokens.verify(token)
+        except InvalidToken:
+            return CloseCode.UNAUTHORIZED
+        if principal.role is not Role.MECHANIC:
+            return CloseCode.FORBIDDEN
+        try:
+            await svc.mechanics.get(principal.sub)
+        except MechanicNotFound:
+            return CloseCode.MECHANIC_NOT_FOUND
+        return principal
+
+    async def _serve(self, svc: Services, principal: Principal, receive: Receive, send: AsgiSend) -> None:
+        settings = svc.settings
+        mechanic_id = principal.sub
+        connection = Connection(uuid.uuid4().hex, mechanic_id, send)
+        # The welcome goes out before the connection can be sent anything else, so it is always the first frame.
+        connection.push(
+            frames.encode_text(
+                frames.Welcome(
+                    mechanic_id=mechanic_id,
+                    heartbeat_interval_s=settings.heartbeat_interval_s,
+                    presence_ttl_s=settings.presence_ttl_s,
+                )
+            )
+        )
+        svc.hub.register(connection)
+        svc.sockets.heard(connection)
+        try:
+            await svc.presence.track(mechanic_id, connection.connection_id)
+            for greeting in await svc.dispatcher.greet(mechanic_id):
+                text = frames.encode_text(greeting.frame)
+                if greeting.topic is not None and greeting.version is not None:
+                    connection.offer(text, greeting.topic, greeting.version)
+                else:
+                    connection.push(text)
+            await self._receive_frames(svc, connection, receive)
+        except (RedisError, OSError) as error:
+            log.warning("closing %s: Redis unavailable (%s)", connection.connection_id, error)
+            connection.close(CloseCode.TRY_AGAIN_LATER)
+        finally:
+            svc.hub.unregister(connection)
+            svc.sockets.forget(connection)
+            try:
+                await svc.presence.untrack(mechanic_id, connection.connection_id)
+            except (RedisError, OSError) as error:
+                # The device stops counting when its presence TTL runs out.
+                log.warning("could not release %s (%s)", connection.connection_id, error)
+
+    async def _receive_frames(self, svc: Services, connection: Connection, receive: Receive) -> None:
+        rate, burst = svc.settings.socket_frames_per_s, float(svc.settings.socket_frame_burst)
+        allowance, last = burst, time.monotonic()
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if connection.is_closed:
+                continue  # closing: what is still in flight is not served
+            svc.sockets.heard(connection)
+            now = time.monotonic()
+            allowance = min(burst, allowance + (now - last) * rate)
+            last = now
+            if allowance < 1:
+                log.warning("closing %s: more than %s frames a second", connection.connection_id, rate)
+                connection.close(CloseCode.TOO_MANY_FRAMES)
+                continue
+            allowance -= 1
+            text = message.get("text")
+            if text is None:
+                connection.push(frames.error(ProtocolError("Frames must be text (JSON), not binary.")))
+                continue
+            await self._answer(svc, connection, text)
+
+    async def _answer(self, svc: Services, connection: Connection, text: str) -> None:
+        request_id: str | None = None
+        try:
+            frame = frames.decode(text)
+            request_id = str(getattr(frame, "request_id", "")) or None
+            await self._handle(svc, connection, frame)
+        except FavdispatchError as error:
+            connection.push(frames.error(error, request_id))
+        except (RedisError, OSError):
+            raise
         except Exception:
-            log.exception("handling a frame from %s failed", connection.mechanic_id)
-            connection.push(protocol.error(InternalError(), request_id))
+            log.exception("handling a frame from %s failed", connection.owner)
+            connection.push(frames.error(InternalError(), request_id))
 
-
-async def _handle(svc: Services, connection: Connection, message: protocol.ClientMessage) -> None:
-    match message:
-        case protocol.Heartbeat():
-            svc.presence.heartbeat(connection.mechanic_id, connection.connection_id)
-            HEARTBEATS.inc()
-            connection.push(protocol.heartbeat_ack())
-        case protocol.Ack(offer_id=offer_id):
-            await svc.dispatcher.ack(connection.mechanic_id, offer_id)
-        case protocol.Accept(request_id=request_id, attempt=attempt):
-            await svc.dispatcher.accept(connection, request_id, attempt)
-        case protocol.Decline(request_id=request_id):
-            await svc.dispatcher.decline(connection, request_id)
-        case protocol.GiveBack(request_id=request_id, reason=reason):
-            await svc.dispatcher.give_back(connection.mechanic_id, request_id, reason)
-
-
-routes = [WebSocketRoute("/ws/mechanic", mechanic_socket)]
+    async def _handle(self, svc: Services, connection: Connection, frame: frames.ClientFrame) -> None:
+        mechanic_id = connection.owner
+        match frame:
+            case frames.Heartbeat():
+                svc.presence.heartbeat(mechanic_id, connection.connection_id)
+                HEARTBEATS.inc()
+                connection.push(HEARTBEAT_ACK)
+            case frames.Ack(offer_id=offer_id):
+                await svc.dispatcher.ack(mechanic_id, offer_id)
+            case frames.Accept(request_id=request_uuid, attempt=attempt):
+                request_id = str(request_uuid)
+                if attempt is None:
+                    attempt = connection.topics.get(request_id)
+                    if attempt is None:
+                        raise OfferUnavailable(request_id=request_id)
+                await svc.dispatcher.accept(mechanic_id, request_id, attempt)
+            case frames.Decline(request_id=request_uuid):
+                await svc.dispatcher.decline(mechanic_id, str(request_uuid))
+            case frames.GiveBack(request_id=request_uuid, reason=reason):
+                await svc.dispatcher.give_back(mechanic_id, str(request_uuid), reason)

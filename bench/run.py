@@ -36,11 +36,11 @@ from tqdm import tqdm
 
 from api.auth import Role, mint_token
 from api.database import migrate, open_database
+from base.clock import utc_now
+from base.tables import mechanics
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.fallback_lateness import fill
 from bench.fallback_lateness import measure as measure_fallback
-from presence.clock import utc_now
-from presence.tables import mechanics
 from scripts.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from dispatch.errors import InvalidInput, MechanicNotFound
+from base.errors import InvalidInput, MechanicNotFound
 from dispatch.mechanics import Mechanic, Mechanics, ProviderType
 from dispatch.models import Routing, SessionType
 from dispatch.plans import Plans

@@ -8,12 +8,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from databases import Database
 
-from dispatch.errors import MechanicNotFound
-from dispatch.mechanics import Mechanic, Mechanics, ProviderType, canonical_id
+from base.clock import as_utc, utc_now
+from base.errors import MechanicNotFound
+from base.ids import canonical_id
+from base.tables import mechanics
+from dispatch.mechanics import Mechanic, Mechanics, ProviderType
 from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import favorites
-from presence.clock import as_utc, utc_now
-from presence.tables import mechanics
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ class Favorites:
         """A deleted mechanic disappears from every customer's favorites."""
         await self._db.execute(favorites.delete().where(favorites.c.provider_id == mechanic_id))
 
-    async def count_booking(self, customer_id: str, mechanic_id: str) -> None:
-        """An accepted booking with a favorite raises it in the list."""
-        await self._db.execute(
+    @staticmethod
+    def count_booking(customer_id: str, mechanic_id: str) -> sa.Update:
+        """An accepted booking with a favorite raises it in the list: a statement the accept commits with."""
+        return (
             favorites.update()
             .where(favorites.c.customer_id == customer_id, favorites.c.provider_id == mechanic_id)
             .values(booking_count=favorites.c.booking_count + 1)

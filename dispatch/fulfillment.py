@@ -13,13 +13,13 @@ from enum import StrEnum
 
 from databases import Database
 
+from base.clock import utc_now
+from base.errors import InvalidInput
 from dispatch.booking import NewRequest
-from dispatch.dispatcher import Dispatcher
-from dispatch.errors import InvalidInput
 from dispatch.models import SessionRequest
 from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import stripe_events
-from presence.clock import utc_now
+from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
 

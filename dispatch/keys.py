@@ -26,6 +26,11 @@ class DispatchKeys:
         return f"{self.prefix}:mechanics:deleted"
 
     @property
+    def deadlines(self) -> str:
+        """Pub/sub channel on which a process says it armed a deadline, so every keeper reads it now."""
+        return f"{self.prefix}:deadlines"
+
+    @property
     def deliveries(self) -> str:
         """Pub/sub channel carrying envelopes for mechanics' sockets on every process."""
         return f"{self.prefix}:deliver"

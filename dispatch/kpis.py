@@ -16,10 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
+from base.clock import as_utc, iso
 from dispatch.models import EventKind
 from dispatch.rollout import Arm
 from dispatch.tables import request_events, session_requests
-from presence.clock import as_utc, iso
 
 FAVORITE_ACCEPTANCE_TARGET = 0.70
 FALLBACK_TARGET = 0.30

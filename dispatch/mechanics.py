@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from dispatch.errors import MechanicNotFound
-from presence.bus import Bus
-from presence.clock import as_utc, utc_now
-from presence.tables import mechanics
+from base.clock import as_utc, utc_now
+from base.errors import MechanicNotFound
+from base.ids import canonical_id
+from base.tables import mechanics
+from delivery.bus import Bus
 
 
 class ProviderType(StrEnum):
@@ -32,14 +33,7 @@ class Mechanic:
     id: str
     name: str
     provider_type: str
-
-
-def canonical_id(value: str) -> str | None:
-    """The canonical text of a UUID, or None when `value` is not one (a malformed id is simply not found)."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
+    last_seen_at: datetime | None = None  # as last flushed to the database: stands in when Redis lost its copy
 
 
 def _mechanic(row: Any) -> Mechanic:
@@ -48,6 +42,7 @@ def _mechanic(row: Any) -> Mechanic:
         id=str(m["id"]),
         name=m["name"],
         provider_type=m["provider_type"],
+        last_seen_at=as_utc(m["last_seen_at"]) if m["last_seen_at"] is not None else None,
     )
 
 
@@ -102,17 +97,6 @@ class Mechanics:
                 self._cache[mechanic.id] = (mechanic, now + CACHE_TTL_S)
                 found.append(mechanic)
         return found
-
-    async def persisted_last_seen(self, mechanic_ids: list[str]) -> dict[str, datetime]:
-        """last_seen as last flushed to the database: what status shows when Redis has lost its copy."""
-        if not mechanic_ids:
-            return {}
-        rows = await self._db.fetch_all(
-            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(
-                mechanics.c.id.in_(mechanic_ids), mechanics.c.last_seen_at.is_not(None)
-            )
-        )
-        return {str(r["id"]): as_utc(r["last_seen_at"]) for r in rows}
 
     async def delete(self, mechanic_id: str) -> Mechanic:
         """Soft-delete; raises MechanicNotFound if there was nothing to delete."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from presence.clock import as_utc
+from base.clock import as_utc
 
 
 class Status(StrEnum):
@@ -80,6 +80,7 @@ class RevokeReason(StrEnum):
 
 # The priority phase is always a request's first attempt: every later phase is a broadcast.
 PRIORITY_ATTEMPT = 1
+MAX_ATTEMPT = 2**31 - 1  # the `attempt` column is a 32-bit integer
 
 
 def offer_id(request_id: str, attempt: int, kind: OfferKind) -> str:
@@ -90,9 +91,11 @@ def offer_id(request_id: str, attempt: int, kind: OfferKind) -> str:
 
 def parse_offer_id(value: str) -> tuple[str, int, OfferKind] | None:
     parts = value.rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in set(OfferKind):
+    # ASCII digits only, and no more than an attempt can hold: `²` passes `isdigit()`.
+    if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()) or parts[2] not in set(OfferKind):
         return None
-    return parts[0], int(parts[1]), OfferKind(parts[2])
+    attempt = int(parts[1])
+    return (parts[0], attempt, OfferKind(parts[2])) if 1 <= attempt <= MAX_ATTEMPT else None
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class SessionRequest:
     preferred_mechanic_id: str | None
     mechanic_id: str | None
     attempt: int
+    offer_resends: int
     priority_window_minutes: int | None
     priority_deadline: datetime | None
     priority_notified_at: datetime | None
@@ -147,6 +151,7 @@ class SessionRequest:
             preferred_mechanic_id=text("preferred_mechanic_id"),
             mechanic_id=text("mechanic_id"),
             attempt=m["attempt"],
+            offer_resends=m["offer_resends"],
             priority_window_minutes=m["priority_window_minutes"],
             priority_deadline=ts("priority_deadline"),
             priority_notified_at=ts("priority_notified_at"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from databases import Database
 
-from dispatch.errors import InvalidInput
+from base.errors import InvalidInput
 from dispatch.tables import plans
 
 

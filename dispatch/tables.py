@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from presence.tables import UUID, metadata
+from base.tables import UUID, metadata
 
 favorites = sa.Table(
     "favorites",

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import dispatch.tables  # noqa: F401  (registers dispatch's tables on the shared metadata)
 from api.database import sqlalchemy_async_url
-from presence.tables import metadata
+from base.tables import metadata
 
 config = context.config
 

@@ -42,14 +42,15 @@ end
 return 0
 """
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel, KEYS[4] online index.
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel, KEYS[4] online index, KEYS[5] last_seen.
 # ARGV[1] mechanic id, ARGV[2] now (ms)
 # Called by every process that hears the online key expire (a crash): the DEL of the devices set decides which
-# one publishes, so the offline transition goes out once.
+# one publishes, so the offline transition goes out once, dated by the last heartbeat.
 EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('DEL', KEYS[2]) == 1 then
   redis.call('ZREM', KEYS[4], ARGV[1])
-  redis.call('PUBLISH', KEYS[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[2])}))
+  local seen = tonumber(redis.call('HGET', KEYS[5], ARGV[1])) or tonumber(ARGV[2])
+  redis.call('PUBLISH', KEYS[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = seen}))
   return 1
 end
 return 0

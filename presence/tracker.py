@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -19,22 +18,17 @@ from databases import Database
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from base.clock import from_ms, now_ms
+from base.tables import mechanics
 from presence import scripts
-from presence.clock import from_ms, now_ms
 from presence.config import PresenceConfig
 from presence.keys import PresenceKeys
-from presence.tables import mechanics
+from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
 
 FLUSH_BATCH = 1000
 HEARTBEAT_BATCH_S = 0.01
-
-
-@dataclass(frozen=True)
-class LiveStatus:
-    is_online: bool
-    last_seen_ms: int | None
 
 
 class PresenceTracker:
@@ -43,6 +37,7 @@ class PresenceTracker:
         self.config = config
         self.keys = PresenceKeys(config.key_prefix)
         self._ttl_ms = int(config.ttl_s * 1000)
+        self.replica = PresenceReplica(redis, self.keys)
         self._touch = redis.register_script(scripts.TOUCH)
         self._release = redis.register_script(scripts.RELEASE)
         self._expired = redis.register_script(scripts.EXPIRED)
@@ -65,11 +60,18 @@ class PresenceTracker:
         ]
 
     async def track(self, mechanic_id: str, connection_id: str) -> bool:
-        """Register a device, or refresh it on heartbeat. True when this made the mechanic go online."""
-        went_online = await self._touch(
-            keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms(), self._ttl_ms]
+        """Register a device. True when this made the mechanic go online.
+
+        The replica learns it at once (a status read right after connecting says online), whatever the
+        transition's trip through pub/sub takes.
+        """
+        now = now_ms()
+        went_online = bool(
+            await self._touch(keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now, self._ttl_ms])
         )
-        return bool(went_online)
+        if went_online or not self.replica.is_online(mechanic_id):
+            self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
+        return went_online
 
     def heartbeat(self, mechanic_id: str, connection_id: str) -> None:
         """Refresh a device within HEARTBEAT_BATCH_S, in one pipeline with every other heartbeat meanwhile."""
@@ -98,11 +100,14 @@ class PresenceTracker:
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
         """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""
         self._pending_beats.pop(connection_id, None)
+        now = now_ms()
         async with self._beats_in_flight:
-            went_offline = await self._release(
-                keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now_ms()]
+            went_offline = bool(
+                await self._release(keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now])
             )
-        return bool(went_offline)
+        if went_offline:
+            self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=False, at=now))
+        return went_offline
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
@@ -110,15 +115,11 @@ class PresenceTracker:
             pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id))
             pipe.zrem(self.keys.online_index, mechanic_id)
             await pipe.execute()
+        self.replica.forget(mechanic_id)
 
-    async def online_ids(self, limit: int = 1000) -> list[str]:
-        """Who is online now, across every server (at most `limit`)."""
-        ids = await self._redis.zrangebyscore(self.keys.online_index, now_ms(), "+inf", start=0, num=limit)
-        return [str(i) for i in ids]
-
-    async def online_count(self) -> int:
-        """Mechanics online now, across every server (a crashed device stops counting when its TTL runs out)."""
-        return int(await self._redis.zcount(self.keys.online_index, now_ms(), "+inf"))
+    def online_ids(self) -> list[str]:
+        """Who is online now, across every server (from this process's replica)."""
+        return self.replica.online_ids()
 
     async def on_key_expired(self, key: str) -> None:
         """Called for every expired key; announces a crashed mechanic's offline transition exactly once."""
@@ -127,29 +128,22 @@ class PresenceTracker:
             return
         mechanic_id = key[len(prefix) :]
         await self._expired(
-            keys=[key, self.keys.devices(mechanic_id), self.keys.transitions, self.keys.online_index],
+            keys=[
+                key,
+                self.keys.devices(mechanic_id),
+                self.keys.transitions,
+                self.keys.online_index,
+                self.keys.last_seen,
+            ],
             args=[mechanic_id, now_ms()],
         )
 
-    async def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:
-        """Live status of many mechanics in one round trip. `last_seen_ms` is None if Redis has not seen them."""
-        if not mechanic_ids:
-            return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for mechanic_id in mechanic_ids:
-                pipe.exists(self.keys.online(mechanic_id))
-            pipe.hmget(self.keys.last_seen, mechanic_ids)
-            replies = await pipe.execute()
-        last_seen = replies[-1]
-        return {
-            mechanic_id: LiveStatus(
-                is_online=bool(replies[i]), last_seen_ms=int(last_seen[i]) if last_seen[i] is not None else None
-            )
-            for i, mechanic_id in enumerate(mechanic_ids)
-        }
+    def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:
+        """Live status of many mechanics, from memory."""
+        return {mechanic_id: self.replica.status(mechanic_id) for mechanic_id in mechanic_ids}
 
-    async def is_online(self, mechanic_id: str) -> bool:
-        return bool(await self._redis.exists(self.keys.online(mechanic_id)))
+    def is_online(self, mechanic_id: str) -> bool:
+        return self.replica.is_online(mechanic_id)
 
     async def flush_last_seen(self, database: Database) -> int:
         """Persist every last_seen that changed since the previous flush; returns how many were written."""

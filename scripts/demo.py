@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from api.auth import Role, mint_token
 from api.database import open_database
-from presence.clock import utc_now
-from presence.tables import mechanics
+from base.clock import utc_now
+from base.tables import mechanics
 
 DEMO_MECHANICS = {
     "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0001": ("Sam Rivera", "independent"),

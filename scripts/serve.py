@@ -16,7 +16,7 @@ import uvicorn
 
 from api.database import migrate
 from api.settings import VAR_DIR, Settings, load_settings
-from dispatch.protocol import MAX_FRAME_BYTES
+from dispatch.frames import MAX_FRAME_BYTES
 from scripts.demo import demo_users, seed
 from scripts.embedded_redis import EmbeddedRedis
 

@@ -18,7 +18,7 @@ async def test_metrics_follow_a_booking(harness: Harness) -> None:
     await alex_app.expect("offer", request_id=booked["id"], kind="broadcast")
     await alex_app.send({"type": "accept", "request_id": booked["id"]})
     await alex_app.expect("accepted")
-    body = (await harness.http.get("/metrics")).text
+    body = (await harness.http.get("/metrics", headers=harness.admin)).text
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines() if line[:1] != "#"}
     assert samples["favdispatch_online_mechanics"] == 2
     assert samples["favdispatch_connected_sockets"] >= 2

@@ -201,5 +201,5 @@ async def test_favorite_deleted_before_the_webhook_becomes_a_broadcast(paying: H
 async def test_metrics_count_webhook_outcomes(paying: Harness) -> None:
     """/metrics (from loopback) counts webhook events by outcome."""
     await _deliver(paying, checkout_event(_metadata(paying)))
-    body = (await paying.http.get("/metrics")).text
+    body = (await paying.http.get("/metrics", headers=paying.admin)).text
     assert 'favdispatch_webhook_events_total{outcome="created"}' in body

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,21 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     async_playwright = None  # type: ignore[assignment]
 
+
+def _browser_runs(path: str) -> bool:
+    """A browser is there when it answers `--version`, not merely when a file of that name exists."""
+    try:
+        return subprocess.run([path, "--version"], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 MISSING = (
     "Playwright is not installed"
     if async_playwright is None
     else None
-    if Path(CHROMIUM).exists()
-    else f"Chromium not found at {CHROMIUM}"
+    if _browser_runs(CHROMIUM)
+    else f"no Chromium answers `{CHROMIUM} --version`"
 )
 REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"
 

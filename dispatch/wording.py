@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dispatch.models import FallbackReason, Phase, Routing, SessionRequest, Status
 
+DEFAULT_CUSTOMER_NAME = "A customer"
+
 
 def customer_message(request: SessionRequest, names: dict[str, str]) -> str:
     favorite = names.get(request.preferred_mechanic_id or "", "your mechanic")

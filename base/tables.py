@@ -1,7 +1,7 @@
-"""SQLAlchemy Core tables, defined once: the metadata that alembic migrates and both domains query.
+"""SQLAlchemy Core metadata and the column types both floors share, plus the mechanics table they both read.
 
-Presence owns the mechanics table (their identity and persisted last_seen); dispatch adds its tables to the
-same `metadata`.
+Alembic migrates this `metadata`; dispatch adds its tables to it. The mechanics table is here because presence
+writes its `last_seen_at` and dispatch's registry owns the rest of the row.
 """
 
 from __future__ import annotations

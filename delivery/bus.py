@@ -40,7 +40,7 @@ class Bus:
     def on_reconnect(self, hook: ReconnectHook) -> None:
         self._reconnect_hooks.append(hook)
 
-    async def publish(self, channel: str, message: str) -> None:
+    async def publish(self, channel: str, message: str | bytes) -> None:
         await self._redis.publish(channel, message)
 
     async def enable_expiry_events(self) -> bool:

@@ -1,6 +1,6 @@
 """Print a JWT for the running server's JWT_SECRET (or the development secret `make run` uses).
 
-python -m scripts.token --role mechanic --sub <uuid> [--name Sam] [--ttl 86400]
+python -m scripts.mint_token --role mechanic --sub <uuid> [--name Sam] [--ttl 86400]
 """
 
 from __future__ import annotations

@@ -1,27 +1,33 @@
-"""The domain's errors. Each has a stable `code` that the HTTP API and the socket send as is.
+"""Every error the server names, in one tree. Each has a stable `code` that HTTP and the socket send as is.
 
-DomainError
+FavdispatchError
+├── InvalidToken                  401  unauthorized (missing, malformed, badly signed, expired, unknown role)
+├── Forbidden                     403  forbidden (a valid token whose role may not do this)
 ├── NotFound                      404
 │   ├── MechanicNotFound          mechanic_not_found
 │   └── RequestNotFound           request_not_found
-├── InvalidInput                  422  validation_error
+├── InvalidInput                  422  validation_error (names the field)
+├── BodyTooLarge                  413  body_too_large
 ├── Conflict                      409
 │   ├── RequestNotCancellable     request_not_cancellable
 │   └── RequestNotCompletable     request_not_completable
 ├── OfferUnavailable              409  offer_unavailable (taken, cancelled, or not offered to you)
 ├── NotYourRequest                403  not_your_request
+├── ProtocolError                 400  bad_message (a socket frame that is not a JSON object)
+│   ├── UnknownType               unknown_type
+│   └── InvalidField              invalid_field
 ├── PaymentRequired               402  payment_required (payments are on: book through checkout)
 ├── PaymentsDisabled              409  payments_disabled (payments are off: book directly)
 ├── InvalidWebhook                400  invalid_signature
 │   └── InvalidMetadata           400  invalid_metadata
-├── PaymentProviderError          502  payment_provider_error
+├── PaymentProviderError          502  payment_provider_error (Stripe's errors, translated at the api edge)
 └── InternalError                 500  internal_error (an unexpected failure; the client may retry)
 """
 
 from __future__ import annotations
 
 
-class DomainError(Exception):
+class FavdispatchError(Exception):
     code = "error"
     status = 400
     default_message = "The request could not be completed."
@@ -32,7 +38,19 @@ class DomainError(Exception):
         super().__init__(self.message)
 
 
-class NotFound(DomainError):
+class InvalidToken(FavdispatchError):
+    code = "unauthorized"
+    status = 401
+    default_message = "A valid bearer token is required."
+
+
+class Forbidden(FavdispatchError):
+    code = "forbidden"
+    status = 403
+    default_message = "Your role may not do this."
+
+
+class NotFound(FavdispatchError):
     code = "not_found"
     status = 404
     default_message = "Not found."
@@ -48,12 +66,18 @@ class RequestNotFound(NotFound):
     default_message = "No such session request."
 
 
-class InvalidInput(DomainError):
+class InvalidInput(FavdispatchError):
     code = "validation_error"
     status = 422
 
 
-class Conflict(DomainError):
+class BodyTooLarge(FavdispatchError):
+    code = "body_too_large"
+    status = 413
+    default_message = "The request body is too large."
+
+
+class Conflict(FavdispatchError):
     code = "conflict"
     status = 409
 
@@ -68,31 +92,47 @@ class RequestNotCompletable(Conflict):
     default_message = "Only an accepted request can be completed."
 
 
-class OfferUnavailable(DomainError):
+class OfferUnavailable(FavdispatchError):
     code = "offer_unavailable"
     status = 409
     default_message = "This request was taken, cancelled, or not offered to you."
 
 
-class NotYourRequest(DomainError):
+class NotYourRequest(FavdispatchError):
     code = "not_your_request"
     status = 403
     default_message = "This request is not assigned to you."
 
 
-class PaymentRequired(DomainError):
+class ProtocolError(FavdispatchError):
+    """A socket frame that is not a client message; answered with an `error` frame, the socket stays open."""
+
+    code = "bad_message"
+    status = 400
+    default_message = "Frames must be JSON objects."
+
+
+class UnknownType(ProtocolError):
+    code = "unknown_type"
+
+
+class InvalidField(ProtocolError):
+    code = "invalid_field"
+
+
+class PaymentRequired(FavdispatchError):
     code = "payment_required"
     status = 402
     default_message = "Payments are on: book through POST /api/checkout."
 
 
-class PaymentsDisabled(DomainError):
+class PaymentsDisabled(FavdispatchError):
     code = "payments_disabled"
     status = 409
     default_message = "Payments are off on this server: book with POST /api/session-requests."
 
 
-class InvalidWebhook(DomainError):
+class InvalidWebhook(FavdispatchError):
     code = "invalid_signature"
     status = 400
     default_message = "The Stripe-Signature header does not verify (forged, or older than the tolerance)."
@@ -103,13 +143,13 @@ class InvalidMetadata(InvalidWebhook):
     default_message = "The Checkout Session's metadata cannot make a session request."
 
 
-class PaymentProviderError(DomainError):
+class PaymentProviderError(FavdispatchError):
     code = "payment_provider_error"
     status = 502
     default_message = "Stripe could not create the checkout; please retry."
 
 
-class InternalError(DomainError):
+class InternalError(FavdispatchError):
     code = "internal_error"
     status = 500
     default_message = "Something went wrong on our side; please retry."

@@ -3,14 +3,13 @@
 Redis fires a key's `expired` event only when it happens to find the key expired: beside many other keys with
 TTLs that can be minutes late. So the database holds each deadline, and every process runs this keeper:
 
-1. It polls the database for deadlines in the next few seconds (and is woken at once when this process arms
-   one), and schedules a timer for each.
-2. At a window's deadline it touches the window key. Redis finds it expired and fires the `expired` event
-   within milliseconds; every process hears it and calls `fall_back`, and the database lets one of them win.
-3. `GRACE_S` later it calls `fall_back` itself, which does nothing if the event already did its work. This
-   covers a lost event, a Redis that lost its keys, and a Redis that refuses keyspace notifications (then the
-   keeper falls back at the deadline itself).
-4. At start-up and whenever the pub/sub connection comes back, it rebuilds the window keys from the database;
+1. It reads the database for deadlines in the next few seconds and schedules a timer for each. It reads again
+   when a deadline is armed, here or on another process (a note on the `deadlines` channel), and otherwise
+   only every `IDLE_POLL_S` as a safety net: an idle system costs no queries to speak of.
+2. At a window's deadline the timer calls `fall_back` once; the database lets one process win. A window's key
+   `expired` event is acted on only by a process that holds no timer for it (it armed the window after this
+   process last read), so in the common case each process tries a fallback once, not twice.
+3. At start-up and whenever the pub/sub connection comes back, it rebuilds the window keys from the database;
    deadlines that passed while no process was running fall back at once.
 
 Ack deadlines need no Redis key: at each one the keeper asks the dispatcher to resend or fall back, and the
@@ -27,30 +26,32 @@ from typing import Any
 import sqlalchemy as sa
 from databases import Database
 
-from dispatch.dispatcher import Dispatcher
+from base.clock import as_utc, utc_now
+from delivery.bus import Bus
 from dispatch.models import FallbackReason, Phase, Status
 from dispatch.tables import session_requests as sr
-from presence.bus import Bus
-from presence.clock import as_utc, utc_now
+from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.25
+IDLE_POLL_S = 2.0
 HORIZON_S = 5.0
-GRACE_S = 0.25
-TOUCH_RETRIES = 20
 BATCH = 1000
+WAKE_MARGIN_S = 0.002
 
 
 class DeadlineKeeper:
-    def __init__(self, database: Database, dispatcher: Dispatcher, bus: Bus) -> None:
+    def __init__(self, database: Database, dispatcher: Dispatcher, bus: Bus, channel: str) -> None:
         self._db = database
         self._dispatcher = dispatcher
         self._bus = bus
+        self._channel = channel
         self._scheduled: set[tuple[str, str, int, int]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._noted_elsewhere = asyncio.Event()
         self.expiry_events_enabled = False
         bus.subscribe(bus.expired_channel, self._on_expired)
+        bus.subscribe(channel, self._on_note)
         bus.on_reconnect(self.recover)
 
     async def recover(self) -> None:
@@ -62,17 +63,28 @@ class DeadlineKeeper:
 
     async def run(self) -> None:
         await self.recover()
-        changed = self._dispatcher.deadlines_changed
+        changed_here = self._dispatcher.deadlines_changed
         while True:
-            changed.clear()
+            if changed_here.is_set():
+                changed_here.clear()
+                try:
+                    await self._bus.publish(self._channel, "1")
+                except Exception:
+                    log.exception("could not tell other processes of a new deadline")
+            self._noted_elsewhere.clear()
             try:
                 await self._schedule_upcoming()
             except Exception:
                 log.exception("deadline poll failed; retrying")
+            waits = [asyncio.ensure_future(changed_here.wait()), asyncio.ensure_future(self._noted_elsewhere.wait())]
             try:
-                await asyncio.wait_for(changed.wait(), POLL_S)
-            except TimeoutError:
-                pass
+                await asyncio.wait(waits, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    async def _on_note(self, data: str) -> None:
+        self._noted_elsewhere.set()
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
@@ -101,7 +113,8 @@ class DeadlineKeeper:
         if token in self._scheduled:
             return
         self._scheduled.add(token)
-        delay = max(0.0, due_epoch - utc_now().timestamp())
+        # A timer may wake a hair early; the database's `deadline <= now` must already hold when it does.
+        delay = max(0.0, due_epoch - utc_now().timestamp() + WAKE_MARGIN_S)
         task = asyncio.create_task(self._fire(token, delay), name=f"deadline-{kind}-{request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -120,21 +133,15 @@ class DeadlineKeeper:
             self._scheduled.discard(token)
 
     async def _close_window(self, request_id: str, attempt: int) -> None:
-        if self.expiry_events_enabled:
-            # Touching an expired key makes Redis delete it and fire `expired` now rather than whenever. Timers
-            # may wake a hair early, and the key expires on the millisecond after the deadline: touch until gone.
-            for _ in range(TOUCH_RETRIES):
-                if not await self._dispatcher.touch_window(request_id, attempt):
-                    break
-                await asyncio.sleep(0.001)
-            await asyncio.sleep(GRACE_S)
         await self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW)
 
     async def _on_expired(self, key: str) -> None:
-        parsed = self._dispatcher.keys.parse_window(key)
+        parsed = self._dispatcher.windows.keys.parse_window(key)
         if parsed is None:
             return
         request_id, attempt = parsed
+        if ("window", request_id, attempt, 0) in self._scheduled:
+            return  # this process's timer falls back at the deadline itself
         # Off the pub/sub loop: deliveries must not queue behind a database write.
         task = asyncio.create_task(self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW))
         self._tasks.add(task)

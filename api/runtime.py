@@ -1,0 +1,235 @@
+"""What a process runs on: `Services` (everything a handler may use) and the one lifespan that opens, builds,
+starts, serves, then stops them in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+from databases import Database
+from prometheus_client import multiprocess
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+
+from api.auth import TokenVerifier
+from api.database import open_database
+from api.settings import Settings
+from api.stripe_gateway import StripeGateway
+from delivery.bus import Bus
+from delivery.hub import Hub
+from delivery.liveness import SocketRegistry
+from dispatch.booking import BookingRules
+from dispatch.favorites import Favorites
+from dispatch.fulfillment import Fulfillment
+from dispatch.keeper import DeadlineKeeper
+from dispatch.keys import DispatchKeys
+from dispatch.kpis import Kpis
+from dispatch.mechanics import Mechanics
+from dispatch.offers import Offers
+from dispatch.plans import Plans
+from dispatch.requests import Requests
+from dispatch.usecases import Dispatcher
+from dispatch.windows import Windows
+from presence.tracker import PresenceTracker
+
+log = logging.getLogger(__name__)
+
+REDIS_POOL_SIZE = 64
+SHUTDOWN_STEP_S = 5.0
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler may use; built once per process by the lifespan."""
+
+    settings: Settings
+    tokens: TokenVerifier
+    redis: Redis
+    bus: Bus
+    database: Database
+    presence: PresenceTracker
+    hub: Hub
+    sockets: SocketRegistry
+    mechanics: Mechanics
+    favorites: Favorites
+    plans: Plans
+    dispatcher: Dispatcher
+    keeper: DeadlineKeeper
+    fulfillment: Fulfillment
+    kpis: Kpis
+    stripe: StripeGateway | None
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive: a crash is logged and the loop restarted, never a silent dead task."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s crashed; restarting in 1s", name)
+            await asyncio.sleep(1)
+
+
+async def _bounded(step: str, awaitable: Awaitable[object]) -> None:
+    """One shutdown step, given SHUTDOWN_STEP_S at most; a step still running then is left behind, not awaited
+    (`wait_for` would wait for its cancellation, which a stuck step may never finish)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_STEP_S)
+    if not done:
+        log.warning("shutdown: %s did not finish within %.0f s; moving on", step, SHUTDOWN_STEP_S)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return
+    task.result()
+
+
+async def _every(period_s: float, what: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run `step` every `period_s`; Redis being away skips a round and is logged, never stops the loop."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await step()
+        except (RedisError, OSError) as error:
+            log.warning("%s skipped, Redis unreachable (%s)", what, error)
+
+
+def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Services]]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        services = await _open(settings)
+        presence, database, redis, keeper = services.presence, services.database, services.redis, services.keeper
+        bus = services.bus
+        tasks = [
+            asyncio.create_task(_supervise("pubsub", bus.run)),
+            asyncio.create_task(_supervise("deadlines", keeper.run)),
+            asyncio.create_task(
+                _supervise(
+                    "last_seen",
+                    lambda: _every(
+                        settings.last_seen_flush_s, "last_seen flush", lambda: presence.flush_last_seen(database)
+                    ),
+                )
+            ),
+            asyncio.create_task(
+                _supervise(
+                    "presence replica",
+                    lambda: _every(settings.presence_ttl_s, "presence reconcile", presence.replica.rebuild),
+                )
+            ),
+            asyncio.create_task(_supervise("liveness", services.sockets.sweep_forever)),
+        ]
+        # Serve only once deliveries can be heard, or an offer published right after start-up could be missed.
+        await asyncio.wait_for(bus.is_subscribed.wait(), timeout=10)
+        await presence.replica.rebuild()
+        try:
+            yield {"services": services}
+        finally:
+            # Every step is bounded: a shutdown that waits forever on one stuck connection is worse than one that
+            # leaves it to the operating system.
+            for task in tasks:
+                task.cancel()
+            await _bounded("background tasks", asyncio.gather(*tasks, return_exceptions=True))
+            await _bounded("deadline timers", keeper.stop())
+            try:
+                await _bounded("last_seen flush", presence.flush_last_seen(database))
+            except (RedisError, OSError) as error:
+                log.warning("final last_seen flush skipped (%s)", error)
+            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+            await _bounded("database", database.disconnect())
+            await _bounded("redis", redis.aclose())
+
+    return lifespan
+
+
+async def _open(settings: Settings) -> Services:
+    """Connect to Redis and the database and wire every service; the order of construction is the order of
+    dependency (delivery and presence, then dispatch)."""
+    # A bounded pool that waits for a free connection, rather than failing, when thousands of sockets connect at
+    # once.
+    assert settings.redis_url is not None
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_POOL_SIZE,
+        timeout=10,
+        decode_responses=True,
+        health_check_interval=10,
+        # A connection that died with a restarted Redis is replaced and the command retried, not failed.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[RedisConnectionError],
+    )
+    redis = Redis(connection_pool=pool)
+    database = open_database(settings.database_url)
+    await database.connect()
+    if database.url.dialect == "sqlite":
+        # Several server processes may share the file: WAL lets readers proceed during a write.
+        await database.execute("PRAGMA journal_mode=WAL")
+
+    bus = Bus(redis)
+    presence = PresenceTracker(redis, settings.presence_config())
+    bus.subscribe(presence.keys.transitions, presence.replica.on_transition)
+    bus.subscribe(bus.expired_channel, presence.on_key_expired)
+    bus.on_reconnect(presence.replica.rebuild)
+    keys = DispatchKeys(settings.key_prefix)
+    hub = Hub(bus, keys.deliveries)
+    mechanics = Mechanics(database, bus, keys.deleted_mechanics)
+    favorites = Favorites(database, mechanics)
+    plans = Plans(database)
+    dispatch_config = settings.dispatch_config()
+    dispatcher = Dispatcher(
+        requests=Requests(database),
+        windows=Windows(redis, keys),
+        offers=Offers(hub),
+        presence=presence,
+        mechanics=mechanics,
+        favorites=favorites,
+        rules=BookingRules(mechanics, plans, dispatch_config.rollout_percent),
+        config=dispatch_config,
+    )
+    keeper = DeadlineKeeper(database, dispatcher, bus, keys.deadlines)
+    sockets = SocketRegistry(settings.presence_ttl_s)
+    sockets.on_silent(lambda connection: _release_later(presence, connection.owner, connection.connection_id))
+    return Services(
+        settings=settings,
+        tokens=TokenVerifier(str(settings.jwt_secret)),
+        redis=redis,
+        bus=bus,
+        database=database,
+        presence=presence,
+        hub=hub,
+        sockets=sockets,
+        mechanics=mechanics,
+        favorites=favorites,
+        plans=plans,
+        dispatcher=dispatcher,
+        keeper=keeper,
+        fulfillment=Fulfillment(database, dispatcher),
+        kpis=Kpis(database),
+        stripe=StripeGateway(settings) if settings.payments_enabled else None,
+    )
+
+
+_releasing: set[asyncio.Task[bool]] = set()
+
+
+def _release_later(presence: PresenceTracker, mechanic_id: str, connection_id: str) -> None:
+    """A socket closed for silence stops counting as online now, not when its close handshake ends."""
+    task = asyncio.ensure_future(presence.untrack(mechanic_id, connection_id))
+    _releasing.add(task)
+    task.add_done_callback(_forget_release)
+
+
+def _forget_release(task: asyncio.Task[bool]) -> None:
+    _releasing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not release a silent socket's presence (%s)", task.exception())

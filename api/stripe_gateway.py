@@ -1,0 +1,65 @@
+"""Stripe at the edge: Checkout Sessions through Stripe's client, webhook signatures checked before anything
+else. Stripe's own errors are translated here into the project's error tree."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import stripe
+
+from api.settings import Settings
+from base.errors import InvalidWebhook, PaymentProviderError, PaymentsDisabled
+from dispatch.plans import Plan
+
+log = logging.getLogger(__name__)
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.stripe_secret_key is not None
+        base = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        self._client = stripe.StripeClient(
+            str(settings.stripe_secret_key),
+            base_addresses=base,  # type: ignore[arg-type]
+            http_client=stripe.HTTPXClient(),
+            max_network_retries=2,
+        )
+        self._settings = settings
+
+    async def create_checkout(self, plan: Plan, customer_id: str, metadata: dict[str, str]) -> tuple[str, str]:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": plan.currency,
+                        "unit_amount": plan.amount_cents,
+                        "product_data": {"name": plan.name},
+                    },
+                }
+            ],
+            "success_url": self._settings.checkout_success_url,
+            "cancel_url": self._settings.checkout_cancel_url,
+            "client_reference_id": customer_id,
+            "metadata": metadata,
+        }
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(params=params)  # type: ignore[arg-type]
+        except stripe.StripeError as error:
+            log.warning("Stripe refused a checkout: %s", error)
+            raise PaymentProviderError() from None
+        return str(session.id), str(session.url)
+
+
+def verify_event(settings: Settings, payload: bytes, signature: str | None) -> Any:
+    """The event as Stripe sent it, once its signature and timestamp verify; InvalidWebhook otherwise."""
+    if settings.stripe_webhook_secret is None:
+        raise PaymentsDisabled("Webhooks are not configured: set STRIPE_WEBHOOK_SECRET.")
+    try:
+        stripe.Webhook.construct_event(payload, signature, str(settings.stripe_webhook_secret))
+    except (stripe.SignatureVerificationError, ValueError):
+        raise InvalidWebhook() from None
+    return json.loads(payload)

@@ -1,0 +1,152 @@
+"""This process's sockets, and delivery of envelopes to them from any process.
+
+Any process publishes an `Envelope` on one Redis channel; every process hands it to the local sockets it
+addresses. A frame is encoded once per envelope and written to each socket's transport without waiting: no task
+and no queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
+high-water mark; a socket whose write would have to wait is a client that stopped reading, and it is dropped
+(close code 1013) instead of holding up anyone else or growing without bound (websockets' broadcast topic:
+"there's no backpressure").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from delivery.bus import Bus
+from delivery.close_codes import CloseCode
+from delivery.envelope import Envelope, decode_envelope, encode_envelope
+from delivery.metrics import CONNECTED_SOCKETS, SLOW_CLIENTS_DROPPED
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 2.0
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+class Connection:
+    """One device's socket as the hub sees it: its owner, the topics it holds, and a write that never waits."""
+
+    __slots__ = ("_send", "connection_id", "is_closed", "owner", "topics")
+
+    def __init__(self, connection_id: str, owner: str, send: AsgiSend) -> None:
+        self.connection_id = connection_id
+        self.owner = owner
+        self.topics: dict[str, int] = {}
+        self.is_closed = False
+        self._send = send
+
+    def push(self, frame: str) -> None:
+        """Write a frame now. The ASGI send completes without suspending unless the transport is paused."""
+        if self.is_closed:
+            return
+        step = self._send({"type": "websocket.send", "text": frame})
+        try:
+            step.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            return
+        except Exception:  # noqa: BLE001  (the transport is gone: the socket handler's `finally` cleans up)
+            self.is_closed = True
+            return
+        step.close()  # type: ignore[attr-defined]
+        log.warning("dropping %s: it stopped reading its socket", self.connection_id)
+        SLOW_CLIENTS_DROPPED.inc()
+        self._abort()
+
+    def offer(self, frame: str, topic: str, version: int, *, repeat: bool = False) -> None:
+        """Deliver a frame once per topic and version (unless `repeat`), and remember the topic as held."""
+        if not repeat and self.topics.get(topic) == version:
+            return
+        self.topics[topic] = version
+        self.push(frame)
+
+    def close(self, code: int) -> None:
+        """Start a closing handshake without waiting for it (bounded: a peer that never answers is cut)."""
+        if self.is_closed:
+            return
+        self.is_closed = True
+        task = asyncio.ensure_future(self._close(code))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _close(self, code: int) -> None:
+        try:
+            await asyncio.wait_for(self._send({"type": "websocket.close", "code": code}), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self._abort()
+        except Exception:  # noqa: BLE001  (already closed by the peer)
+            pass
+
+    def _abort(self) -> None:
+        """Cut the TCP connection: a client that does not read would never take a close frame either."""
+        self.is_closed = True
+        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+        else:  # another ASGI server: the closing handshake, bounded, is the best we can do
+            task = asyncio.ensure_future(self._close(CloseCode.TRY_AGAIN_LATER))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+class Hub:
+    def __init__(self, bus: Bus, channel: str) -> None:
+        self._bus = bus
+        self._channel = channel
+        self._by_owner: dict[str, set[Connection]] = defaultdict(set)
+        bus.subscribe(channel, self._on_envelope)
+
+    def register(self, connection: Connection) -> None:
+        self._by_owner[connection.owner].add(connection)
+        CONNECTED_SOCKETS.inc()
+
+    def unregister(self, connection: Connection) -> None:
+        connection.is_closed = True
+        devices = self._by_owner.get(connection.owner)
+        if devices is None or connection not in devices:
+            return
+        CONNECTED_SOCKETS.dec()
+        devices.discard(connection)
+        if not devices:
+            del self._by_owner[connection.owner]
+
+    async def send(self, envelope: Envelope) -> None:
+        """Deliver to the addressed sockets on every process, this one included."""
+        await self._bus.publish(self._channel, encode_envelope(envelope))
+
+    async def disconnect(self, owner: str, close_code: int) -> None:
+        """Close every socket of an owner, on every process."""
+        await self.send(Envelope(to=(owner,), close_code=close_code))
+
+    async def _on_envelope(self, data: bytes | str) -> None:
+        self.deliver_locally(decode_envelope(data))
+
+    def deliver_locally(self, envelope: Envelope) -> None:
+        frame = bytes(envelope.frame).decode() if envelope.frame else ""
+        for connection in self._targets(envelope):
+            if envelope.close_code is not None:
+                connection.close(envelope.close_code)
+            elif envelope.to_holders_of is not None:
+                if envelope.to_holders_of not in connection.topics:
+                    continue
+                if envelope.release:
+                    del connection.topics[envelope.to_holders_of]
+                connection.push(frame)
+            elif envelope.topic is not None and envelope.version is not None:
+                connection.offer(frame, envelope.topic, envelope.version, repeat=envelope.repeat)
+            else:
+                connection.push(frame)
+
+    def _targets(self, envelope: Envelope) -> Iterable[Connection]:
+        excluded = set(envelope.exclude)
+        owners: Iterable[str] = list(self._by_owner) if envelope.to is None else envelope.to
+        for owner in owners:
+            if owner in excluded:
+                continue
+            yield from list(self._by_owner.get(owner, ()))

@@ -1,0 +1,110 @@
+"""What dispatch tells mechanics' devices, as envelopes for the delivery floor.
+
+A device holds a request's offer under the request id as topic and its attempt as version, so the same offer
+reaches a device once however many paths deliver it, and a revocation reaches only the devices holding it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from base.clock import iso
+from delivery.close_codes import CloseCode
+from delivery.envelope import Envelope
+from delivery.hub import Hub
+from dispatch import frames
+from dispatch.models import OfferKind, RevokeReason, SessionRequest, offer_id
+from dispatch.wording import DEFAULT_CUSTOMER_NAME
+
+
+def _raw(frame: frames.ServerFrame) -> msgspec.Raw:
+    """Encoded once here, carried as is inside the envelope, written as is to every socket."""
+    return msgspec.Raw(frames.encode(frame))
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """A frame for one device that just connected; offers carry their topic and version."""
+
+    frame: frames.ServerFrame
+    topic: str | None = None
+    version: int | None = None
+
+
+def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:
+    return frames.Offer(
+        offer_id=offer_id(request.id, request.attempt, kind),
+        request_id=request.id,
+        kind=kind.value,
+        customer_name=request.customer_name or DEFAULT_CUSTOMER_NAME,
+        session_type=request.session_type,
+        expires_at=iso(request.priority_deadline) if kind is OfferKind.PRIORITY else None,
+        attempt=request.attempt,
+    )
+
+
+def assigned_frame(request: SessionRequest) -> frames.Assigned:
+    return frames.Assigned(
+        request_id=request.id,
+        customer_name=request.customer_name or DEFAULT_CUSTOMER_NAME,
+        session_type=request.session_type,
+        accepted_at=iso(request.accepted_at),
+    )
+
+
+class Offers:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def priority(self, request: SessionRequest, *, repeat: bool = False) -> None:
+        """To every device of the favorite (`repeat`: even those that already hold this attempt)."""
+        assert request.preferred_mechanic_id is not None
+        await self._hub.send(
+            Envelope(
+                frame=_raw(offer_frame(request, OfferKind.PRIORITY)),
+                to=(request.preferred_mechanic_id,),
+                topic=request.id,
+                version=request.attempt,
+                repeat=repeat,
+            )
+        )
+
+    async def broadcast(self, request: SessionRequest, excluded: tuple[str, ...]) -> None:
+        await self._hub.send(
+            Envelope(
+                frame=_raw(offer_frame(request, OfferKind.BROADCAST)),
+                exclude=excluded,
+                topic=request.id,
+                version=request.attempt,
+            )
+        )
+
+    async def revoke(
+        self, request_id: str, reason: RevokeReason, *, to: str | None = None, but: str | None = None
+    ) -> None:
+        """Withdraw an offer from the devices holding it (only `to`'s, or all but `but`'s)."""
+        await self._hub.send(
+            Envelope(
+                frame=_raw(frames.OfferRevoked(request_id=request_id, reason=reason.value)),
+                to=(to,) if to else None,
+                exclude=(but,) if but else (),
+                to_holders_of=request_id,
+                release=True,
+            )
+        )
+
+    async def tell(self, mechanic_id: str, frame: frames.ServerFrame, *, releasing: str | None = None) -> None:
+        """A frame to every device of one mechanic; `releasing` also drops that request from the devices."""
+        await self._hub.send(
+            Envelope(
+                frame=_raw(frame),
+                to=(mechanic_id,),
+                to_holders_of=releasing,
+                release=releasing is not None,
+            )
+        )
+
+    async def disconnect(self, mechanic_id: str, code: CloseCode) -> None:
+        await self._hub.disconnect(mechanic_id, code)
