@@ -78,7 +78,15 @@ class MechanicSocket:
         settings = svc.settings
         mechanic_id = principal.sub
         connection = Connection(uuid.uuid4().hex, mechanic_id, send)
-        # The welcome goes out before the connection can be sent anything else, so it is always the first frame.
+        try:
+            # Online before the welcome: an app that reads its status right after the welcome sees it online.
+            await svc.presence.track(mechanic_id, connection.connection_id)
+        except (RedisError, OSError) as error:
+            log.warning("refusing %s: Redis unavailable (%s)", connection.connection_id, error)
+            await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER})
+            return
+        # The welcome goes out before the connection can be sent anything else, so it is always the first frame;
+        # an offer published before `register` is not lost: `greet` reads it from the database afterwards.
         connection.push(
             frames.encode_text(
                 frames.Welcome(
@@ -91,7 +99,6 @@ class MechanicSocket:
         svc.hub.register(connection)
         svc.sockets.heard(connection)
         try:
-            await svc.presence.track(mechanic_id, connection.connection_id)
             for greeting in await svc.dispatcher.greet(mechanic_id):
                 text = frames.encode_text(greeting.frame)
                 if greeting.topic is not None and greeting.version is not None:

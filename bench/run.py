@@ -126,19 +126,10 @@ class Ours:
         return spawn(
             [
                 "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
+                "scripts.serve",
+                "--production",
                 "--port",
                 "{port}",
-                "--ws",
-                "websockets-sansio",
-                "--ws-max-size",
-                "65536",
-                "--ws-per-message-deflate",
-                "false",
-                "--log-level",
-                "warning",
             ],
             self.env(),
         )

@@ -1,6 +1,9 @@
-"""`make run`: start a private Redis if none is configured, migrate, seed the demo, print tokens, and serve.
+"""The one way the server starts: `make run`, the Procfile, the tests and the benchmarks all come through here.
 
-python -m scripts.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--no-demo]
+python -m scripts.serve [--host 127.0.0.1] [--port 8000] [--workers 1] [--no-demo] [--production]
+
+Development (`make run`): start a private Redis if none is configured, migrate, seed the demo, print tokens.
+`--production` (the Procfile): none of that; REDIS_URL and a JWT_SECRET of at least 32 bytes are required.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dispatch.frames import MAX_FRAME_BYTES
 from scripts.demo import demo_users, seed
 from scripts.embedded_redis import EmbeddedRedis
 
+MIN_SECRET_BYTES = 32
+
 
 @contextlib.contextmanager
 def redis_for(settings: Settings) -> Iterator[str]:
@@ -34,7 +39,7 @@ def redis_for(settings: Settings) -> Iterator[str]:
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
     return {
-        "ws": "websockets-sansio",
+        "ws": "delivery.ws_protocol:WebSocketProtocol",
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_per_message_deflate": False,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
@@ -65,9 +70,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-demo", action="store_true")
+    parser.add_argument("--production", action="store_true", help="no demo, no embedded Redis, no generated secret")
     args = parser.parse_args()
     settings = load_settings()
     port = args.port or settings.port
+    if args.production:
+        _check_production(settings)
+        _serve(settings, args.host, port, args.workers)
+        return
     if settings.jwt_secret_is_generated:
         print("JWT_SECRET is not set: using a generated development secret kept in var/dev_jwt_secret")
     migrate(settings.database_url)
@@ -84,14 +94,28 @@ def main() -> None:
         os.environ["REDIS_URL"] = redis_url
         if not args.no_demo:
             _print_demo(settings, args.host, port)
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=port,
-            workers=args.workers,
-            **uvicorn_options(settings),  # type: ignore[arg-type]
-        )
+        _serve(settings, args.host, port, args.workers)
+
+
+def _check_production(settings: Settings) -> None:
+    """Every host of a deployment must share one secret: a generated one would make the others' tokens fail."""
+    if settings.jwt_secret_is_generated:
+        raise SystemExit("JWT_SECRET is required in production (--production): set one of at least 32 bytes")
+    if len(str(settings.jwt_secret).encode()) < MIN_SECRET_BYTES:
+        raise SystemExit(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is required in production (--production)")
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        **uvicorn_options(settings),  # type: ignore[arg-type]
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from api.app import create_app
 from api.auth import Role, mint_token
@@ -143,9 +144,16 @@ class Harness:
         auto_accept: bool = False,
         heartbeats: bool = True,
         ws_url: str | None = None,
+        token_in_query: bool = False,
     ) -> MechanicApp:
+        """Connect as the apps do: the token as the `bearer.<token>` subprotocol (or, for old clients, `?token=`)."""
         token = self.token(Role.MECHANIC, mechanic_id)
-        ws = await connect(f"{ws_url or self.ws_url}?token={token}", compression=None, open_timeout=5)
+        if token_in_query:
+            ws = await connect(f"{ws_url or self.ws_url}?token={token}", compression=None, open_timeout=5)
+        else:
+            ws = await connect(
+                ws_url or self.ws_url, subprotocols=[Subprotocol(f"bearer.{token}")], compression=None, open_timeout=5
+            )
         app = MechanicApp(
             ws=ws, mechanic_id=mechanic_id, auto_ack=auto_ack, auto_accept=auto_accept, heartbeats=heartbeats
         )
@@ -260,19 +268,10 @@ async def spawn_server(settings: Settings) -> ServerProcess:
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
+            "scripts.serve",
+            "--production",
             "--port",
             str(port),
-            "--ws",
-            "websockets-sansio",
-            "--ws-per-message-deflate",
-            "false",
-            "--log-level",
-            "warning",
         ],
         cwd=PROJECT_ROOT,
         env=server_env(settings),

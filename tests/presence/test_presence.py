@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 
 import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from api.auth import Role
 from presence.keys import PresenceKeys
@@ -58,15 +60,30 @@ async def test_heartbeats_keep_presence_alive_past_the_ttl(harness: Harness) -> 
 
 
 async def test_silent_device_goes_offline_when_ttl_runs_out(harness: Harness, redis: Redis) -> None:
-    """A device that stops heartbeating (a crash) is offline when the TTL runs out, not later."""
+    """A device that sends nothing (a lost radio, a half-open connection) is offline when the TTL runs out, and
+    the server closes its socket with 4408 so that the app knows to reconnect: both views agree."""
     mechanic_id = await harness.create_mechanic()
     app = await harness.connect(mechanic_id, heartbeats=False)
     ttl = harness.settings.presence_ttl_s
     started = time.monotonic()
     while (await harness.status(mechanic_id))["is_online"]:
-        assert time.monotonic() - started < ttl + 0.5, "still online after the TTL"
+        assert time.monotonic() - started < ttl + 0.6, "still online after the TTL"
         await asyncio.sleep(0.05)
     assert time.monotonic() - started >= ttl - 0.3
+    await asyncio.wait_for(app.ws.wait_closed(), 3)
+    assert app.ws.close_code == 4408
+    await app.close()
+
+
+async def test_any_frame_counts_as_life(harness: Harness) -> None:
+    """An app that sends acks and no heartbeats is alive: only silence closes a socket."""
+    mechanic_id = await harness.create_mechanic()
+    app = await harness.connect(mechanic_id, heartbeats=False)
+    deadline = time.monotonic() + harness.settings.presence_ttl_s * 2
+    while time.monotonic() < deadline:
+        await app.send({"type": "ack", "offer_id": f"{uuid.uuid4()}.2.broadcast"})
+        await asyncio.sleep(0.3)
+    assert app.ws.close_code is None
     await app.close()
 
 
@@ -189,6 +206,52 @@ async def test_expired_token_closes_4401(harness: Harness) -> None:
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4401
+
+
+@pytest.mark.parametrize(
+    "token_kind", ["alg_none", "wrong_secret", "unknown_role", "oversized", "not_a_uuid_sub", "no_exp"]
+)
+async def test_hostile_tokens_close_4401(harness: Harness, token_kind: str) -> None:
+    """Tokens that are unsigned, badly signed, of an unknown role, oversized or missing claims close with 4401."""
+    import jwt
+
+    mechanic_id = await harness.create_mechanic()
+    exp = int(time.time()) + 60
+    claims: dict[str, object] = {"sub": mechanic_id, "role": "mechanic", "exp": exp}
+    token = {
+        "alg_none": lambda: jwt.encode(claims, None, algorithm="none"),
+        "wrong_secret": lambda: jwt.encode(claims, "another-secret-of-32-bytes-or-more!!", algorithm="HS256"),
+        "unknown_role": lambda: jwt.encode({**claims, "role": "root"}, harness.secret, algorithm="HS256"),
+        "oversized": lambda: jwt.encode({**claims, "pad": "x" * 4500}, harness.secret, algorithm="HS256"),
+        "not_a_uuid_sub": lambda: jwt.encode({**claims, "sub": "alice"}, harness.secret, algorithm="HS256"),
+        "no_exp": lambda: jwt.encode({"sub": mechanic_id, "role": "mechanic"}, harness.secret, algorithm="HS256"),
+    }[token_kind]()
+    async with connect(harness.ws_url, subprotocols=[Subprotocol(f"bearer.{token}")], open_timeout=5) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 3)
+        assert ws.close_code == 4401
+    http = await harness.http.get(f"/api/mechanics/{mechanic_id}/status", headers=harness.auth(token))
+    assert http.status_code == 401 and http.json()["error"] == "unauthorized"
+
+
+async def test_a_handshake_too_large_to_parse_is_refused_at_once(harness: Harness) -> None:
+    """A token over the 8 KiB header line websockets parses is answered 431 at once, never left hanging."""
+    started = time.monotonic()
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(harness.ws_url, subprotocols=[Subprotocol("bearer." + "x" * 9000)], open_timeout=5)
+    assert refused.value.response.status_code == 431
+    assert time.monotonic() - started < 2
+
+
+async def test_token_as_subprotocol_is_answered_and_the_query_form_still_works(harness: Harness) -> None:
+    """Apps send `bearer.<token>` as the subprotocol, and the server answers with it; `?token=` still works."""
+    mechanic_id = await harness.create_mechanic()
+    app = await harness.connect(mechanic_id)
+    assert app.ws.subprotocol is not None and app.ws.subprotocol.startswith("bearer.")
+    legacy = await harness.connect(mechanic_id, token_in_query=True)
+    assert legacy.ws.subprotocol is None
+    await app.close()
+    await legacy.close()
 
 
 async def test_deleting_a_mechanic_closes_their_sockets_4404(harness: Harness) -> None:
