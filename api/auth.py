@@ -14,10 +14,10 @@ from enum import StrEnum
 import jwt
 
 from base.errors import InvalidToken
+from base.text import printable
 
 ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 4096
-MAX_NAME = 200
 CACHE_LIMIT = 10_000
 
 
@@ -52,15 +52,7 @@ def decode_token(token: str | None, secret: str) -> tuple[Principal, float]:
         expires = float(claims["exp"])
     except (ValueError, TypeError):
         raise InvalidToken("The token's sub must be a UUID and its role one of customer, mechanic, admin.") from None
-    return Principal(sub=sub, role=role, name=_printable(claims.get("name"))), expires
-
-
-def _printable(name: object) -> str | None:
-    """A display name safe to store and send: valid Unicode text (no lone surrogates), at most MAX_NAME."""
-    if not isinstance(name, str):
-        return None
-    cleaned = name.encode("utf-8", "replace").decode("utf-8").strip()[:MAX_NAME]
-    return cleaned or None
+    return Principal(sub=sub, role=role, name=printable(claims.get("name"))), expires
 
 
 class TokenVerifier:

@@ -10,7 +10,7 @@ from typing import Any
 import stripe
 
 from api.settings import Settings
-from base.errors import InvalidWebhook, PaymentProviderError, PaymentsDisabled
+from base.errors import InvalidMetadata, InvalidWebhook, PaymentProviderError, PaymentsDisabled
 from dispatch.plans import Plan
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,12 @@ def verify_event(settings: Settings, payload: bytes, signature: str | None) -> A
     if settings.stripe_webhook_secret is None:
         raise PaymentsDisabled("Webhooks are not configured: set STRIPE_WEBHOOK_SECRET.")
     try:
-        stripe.Webhook.construct_event(payload, signature, str(settings.stripe_webhook_secret))
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature, str(settings.stripe_webhook_secret), stripe.Webhook.DEFAULT_TOLERANCE
+        )
     except (stripe.SignatureVerificationError, ValueError):
         raise InvalidWebhook() from None
-    return json.loads(payload)
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise InvalidMetadata("The event is not JSON.") from None

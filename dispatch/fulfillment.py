@@ -15,6 +15,8 @@ from databases import Database
 
 from base.clock import utc_now
 from base.errors import InvalidInput
+from base.ids import canonical_id
+from base.text import printable
 from dispatch.booking import NewRequest
 from dispatch.models import SessionRequest
 from dispatch.sql import insert_ignoring_conflict
@@ -74,9 +76,11 @@ def _new_request(metadata: dict[str, str]) -> NewRequest:
     missing = [f for f in ("customer_id", "session_type", "plan_code", "routing") if not metadata.get(f)]
     if missing:
         raise InvalidInput(f"Checkout metadata lacks {', '.join(missing)}.")
+    if canonical_id(metadata["customer_id"]) is None:
+        raise InvalidInput("Checkout metadata's customer_id must be a UUID.")
     return NewRequest(
         customer_id=metadata["customer_id"],
-        customer_name=metadata.get("customer_name") or None,
+        customer_name=printable(metadata.get("customer_name")),
         session_type=metadata["session_type"],
         plan_code=metadata["plan_code"],
         routing=metadata["routing"],

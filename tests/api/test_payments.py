@@ -164,15 +164,46 @@ async def test_bad_signatures_are_refused(paying: Harness, forgery: str) -> None
 
 @pytest.mark.parametrize(
     "metadata",
-    [None, {}, {"customer_id": "x"}, {"session_type": "video", "plan_code": "gold", "routing": "broadcast"}],
+    [
+        None,
+        {},
+        {"customer_id": "x"},
+        {"session_type": "video", "plan_code": "gold", "routing": "broadcast"},
+        {"customer_id": "alice", "session_type": "video", "plan_code": "standard", "routing": "broadcast"},
+    ],
 )
 async def test_malformed_metadata_is_a_clear_400(paying: Harness, metadata: dict[str, str] | None) -> None:
     """Metadata that cannot make a request: 400 invalid_metadata, nothing created."""
-    if metadata is not None and "session_type" in metadata:
+    if metadata is not None and "session_type" in metadata and "customer_id" not in metadata:
         metadata = {**metadata, "customer_id": paying.customer_id}
     response = await _deliver(paying, checkout_event(metadata))
     assert response.status_code == 400 and response.json()["error"] == "invalid_metadata"
     assert await _request_count(paying) == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "[]",
+        '"text"',
+        '{"id": "evt_1", "type": "checkout.session.completed", "data": []}',
+        '{"id": "evt_1", "type": "checkout.session.completed", "data": {"object": "cs_1"}}',
+        '{"id": "evt_1", "type": "checkout.session.completed", "data": {"object": null}}',
+    ],
+)
+async def test_validly_signed_events_of_an_odd_shape_are_a_clear_400(paying: Harness, payload: str) -> None:
+    """A signed payload that is not an event object, or whose data.object is not a session: 400, never a 500."""
+    response = await _deliver(paying, payload)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_metadata"
+    assert await _request_count(paying) == 0
+
+
+async def test_a_customer_name_with_a_lone_surrogate_is_stored_safely(paying: Harness) -> None:
+    """A webhook whose customer_name holds a lone surrogate creates the request (Stripe would retry a 500)."""
+    metadata = {**_metadata(paying), "customer_name": "Jordan \ud800"}
+    response = await _deliver(paying, checkout_event(metadata))
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "created"
 
 
 async def test_unhandled_events_and_unpaid_sessions_are_acknowledged(paying: Harness) -> None:

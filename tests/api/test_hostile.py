@@ -1,0 +1,194 @@
+"""Clumsy and hostile clients, played from outside: a clear JSON error every time, never a 500 or a stuck booking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from api.auth import Role
+from tests.helpers import Harness
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"session_type": 5, "plan_code": "standard"}, "session_type"),
+        ({"plan_code": "standard"}, "session_type"),
+        ({"session_type": "video", "plan_code": "x" * 500}, "plan_code"),
+        ({"session_type": "video", "plan_code": "standard", "preferred_mechanic_id": ["a"]}, "preferred_mechanic_id"),
+    ],
+)
+async def test_wrong_booking_bodies_name_the_field(harness: Harness, body: dict[str, object], field: str) -> None:
+    response = await harness.http.post("/api/session-requests", json=body, headers=harness.customer)
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error" and field in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"session_type": "hologram", "plan_code": "standard"}, "validation_error"),
+        ({"session_type": "video", "plan_code": "standard", "routing": "teleport"}, "validation_error"),
+        ({"session_type": "video", "plan_code": "standard", "routing": "priority", "preferred_mechanic_id": "x"}, None),
+    ],
+)
+async def test_unknown_values_and_non_uuid_ids_are_clear(
+    harness: Harness, body: dict[str, object], code: str | None
+) -> None:
+    response = await harness.http.post("/api/session-requests", json=body, headers=harness.customer)
+    assert 400 <= response.status_code < 500, response.text
+    if code:
+        assert response.json()["error"] == code
+
+
+async def test_deeply_nested_json_is_a_422_and_the_connection_lives(harness: Harness) -> None:
+    payload = "[" * 100_000 + "]" * 100_000
+    headers = {**harness.customer, "Content-Type": "application/json"}
+    # Nesting past the size limit is refused as too large; within it, as invalid.
+    small = "[" * 20_000 + "]" * 20_000
+    response = await harness.http.post("/api/session-requests", content=small, headers=headers)
+    assert response.status_code == 422 and response.json()["error"] == "validation_error"
+    response = await harness.http.post("/api/session-requests", content=payload, headers=headers)
+    assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+    assert (await harness.http.get("/healthz")).status_code == 200
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(harness: Harness) -> None:
+    limit = harness.settings.max_body_bytes
+    body = json.dumps({"session_type": "video", "plan_code": "standard", "pad": "x" * (limit + 10)})
+    headers = {**harness.customer, "Content-Type": "application/json"}
+    response = await harness.http.post("/api/session-requests", content=body, headers=headers)
+    assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(limit // 1000 + 10):
+            yield b"x" * 1000
+
+    response = await harness.http.post("/api/session-requests", content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert int((await harness.http.get("/api/admin/kpis", headers=harness.admin)).json()["requests"]) == 0
+
+
+async def test_a_lone_surrogate_in_a_mechanics_name_is_a_422(harness: Harness) -> None:
+    body = '{"name": "Sam \\ud800"}'
+    headers = {**harness.admin, "Content-Type": "application/json"}
+    response = await harness.http.post("/api/admin/mechanics", content=body, headers=headers)
+    assert response.status_code == 422 and response.json()["error"] == "validation_error"
+
+
+async def test_a_lone_surrogate_in_a_tokens_name_reaches_offers_safely(harness: Harness) -> None:
+    sam = await harness.create_mechanic()
+    app = await harness.connect(sam)
+    token = harness.token(Role.CUSTOMER, harness.customer_id, "Jordan \ud800")
+    body = {"session_type": "video", "plan_code": "standard"}
+    response = await harness.http.post("/api/session-requests", json=body, headers=harness.auth(token))
+    assert response.status_code == 201, response.text
+    offer = await app.expect("offer", request_id=response.json()["id"])
+    assert offer["customer_name"].startswith("Jordan")
+
+
+async def test_a_long_customer_name_is_bounded_in_offers(harness: Harness) -> None:
+    sam = await harness.create_mechanic()
+    app = await harness.connect(sam)
+    token = harness.token(Role.CUSTOMER, harness.customer_id, "J" * 1000)
+    body = {"session_type": "video", "plan_code": "standard"}
+    response = await harness.http.post("/api/session-requests", json=body, headers=harness.auth(token))
+    assert response.status_code == 201, response.text
+    offer = await app.expect("offer", request_id=response.json()["id"])
+    assert len(offer["customer_name"]) == 200
+
+
+async def test_customers_reach_only_their_own_requests(harness: Harness) -> None:
+    booked = await harness.book()
+    stranger = harness.auth(harness.token(Role.CUSTOMER, str(uuid.uuid4())))
+    request_id = booked["id"]
+    assert (await harness.http.get(f"/api/session-requests/{request_id}", headers=stranger)).status_code == 404
+    cancel = await harness.http.post(f"/api/session-requests/{request_id}/cancel", headers=stranger)
+    assert cancel.status_code == 404
+    dismiss = await harness.http.post(f"/api/session-requests/{request_id}/favorite-prompt/dismiss", headers=stranger)
+    assert dismiss.status_code == 404
+    assert (await harness.request(request_id))["status"] == "pending"
+
+
+async def test_mechanics_complete_only_their_own_sessions(harness: Harness) -> None:
+    sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
+    sam_app = await harness.connect(sam)
+    booked = await harness.book()
+    await sam_app.expect("offer", request_id=booked["id"])
+    await sam_app.send({"type": "accept", "request_id": booked["id"]})
+    await sam_app.expect("accepted")
+    alex_token = harness.auth(harness.token(Role.MECHANIC, alex))
+    response = await harness.http.post(f"/api/session-requests/{booked['id']}/complete", headers=alex_token)
+    assert response.status_code == 403 and response.json()["error"] == "not_your_request"
+    assert (await harness.request(booked["id"]))["status"] == "accepted"
+
+
+@pytest.mark.parametrize("role", [None, Role.CUSTOMER, Role.MECHANIC])
+async def test_admin_routes_and_metrics_refuse_other_roles(harness: Harness, role: Role | None) -> None:
+    headers = harness.auth(harness.token(role)) if role else {}
+    for path in ("/api/admin/kpis", "/api/admin/mechanics/online", "/api/admin/session-requests", "/metrics"):
+        response = await harness.http.get(path, headers=headers)
+        assert response.status_code == (401 if role is None else 403), path
+        assert response.json()["error"] in ("unauthorized", "forbidden")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (
+            '{"type": "accept", "request_id": "00000000-0000-0000-0000-000000000001", "attempt": 1180591620717411303424}',
+            "invalid_field",
+        ),
+        (
+            '{"type": "ack", "offer_id": "00000000-0000-0000-0000-000000000001.1234567890123456789012345678901234567890.priority"}',
+            "offer_unavailable",
+        ),
+        ('{"type": "ack", "offer_id": "00000000-0000-0000-0000-000000000001.\\u00b2.priority"}', "offer_unavailable"),
+        ('{"type": "accept", "request_id": "not-a-uuid"}', "invalid_field"),
+        (
+            '{"type": "cancel", "request_id": "00000000-0000-0000-0000-000000000001", "reason": "\\ud800"}',
+            "bad_message",
+        ),
+        (
+            '{"type": "cancel", "request_id": "00000000-0000-0000-0000-000000000001", "reason": "' + "r" * 300 + '"}',
+            "invalid_field",
+        ),
+        ("[" * 30_000 + "]" * 30_000, "bad_message"),
+    ],
+)
+async def test_hostile_frames_get_a_named_error(harness: Harness, frame: str, code: str) -> None:
+    mechanic_id = await harness.create_mechanic()
+    app = await harness.connect(mechanic_id)
+    await app.send(frame)
+    assert (await app.expect("error"))["code"] == code
+    await app.send({"type": "heartbeat"})
+    await app.expect("heartbeat_ack")
+    await app.close()
+
+
+async def test_binary_frames_get_an_error(harness: Harness) -> None:
+    mechanic_id = await harness.create_mechanic()
+    app = await harness.connect(mechanic_id)
+    await app.ws.send(b'{"type": "heartbeat"}')
+    assert (await app.expect("error"))["code"] == "bad_message"
+    await app.close()
+
+
+async def test_a_flooding_socket_is_closed_and_others_are_served(harness: Harness) -> None:
+    flooder_id, calm_id = await harness.create_mechanic("Flood"), await harness.create_mechanic("Calm")
+    flooder = await harness.connect(flooder_id, auto_ack=False)
+    calm = await harness.connect(calm_id)
+    frame = json.dumps({"type": "accept", "request_id": str(uuid.uuid4()), "attempt": 1})
+    try:
+        for _ in range(harness.settings.socket_frame_burst * 3):
+            await flooder.ws.send(frame)
+    except Exception:
+        pass  # closed mid-flood
+    await asyncio.wait_for(flooder.ws.wait_closed(), 5)
+    assert flooder.ws.close_code == 4429
+    await calm.send({"type": "heartbeat"})
+    await calm.expect("heartbeat_ack")
+    await calm.close()
