@@ -106,7 +106,7 @@ async def _every(period_s: float, what: str, step: Callable[[], Awaitable[object
 def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Services]]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        services = await _open(settings)
+        services = await open_services(settings)
         presence, database, redis, keeper = services.presence, services.database, services.redis, services.keeper
         bus = services.bus
         tasks = [
@@ -152,7 +152,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
     return lifespan
 
 
-async def _open(settings: Settings) -> Services:
+async def open_services(settings: Settings) -> Services:
     """Connect to Redis and the database and wire every service; the order of construction is the order of
     dependency (delivery and presence, then dispatch)."""
     # A bounded pool that waits for a free connection, rather than failing, when thousands of sockets connect at

@@ -135,27 +135,18 @@ async def test_admin_routes_and_metrics_refuse_other_roles(harness: Harness, rol
         assert response.json()["error"] in ("unauthorized", "forbidden")
 
 
+SOME_ID = "00000000-0000-0000-0000-000000000001"
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        (
-            '{"type": "accept", "request_id": "00000000-0000-0000-0000-000000000001", "attempt": 1180591620717411303424}',
-            "invalid_field",
-        ),
-        (
-            '{"type": "ack", "offer_id": "00000000-0000-0000-0000-000000000001.1234567890123456789012345678901234567890.priority"}',
-            "offer_unavailable",
-        ),
-        ('{"type": "ack", "offer_id": "00000000-0000-0000-0000-000000000001.\\u00b2.priority"}', "offer_unavailable"),
-        ('{"type": "accept", "request_id": "not-a-uuid"}', "invalid_field"),
-        (
-            '{"type": "cancel", "request_id": "00000000-0000-0000-0000-000000000001", "reason": "\\ud800"}',
-            "bad_message",
-        ),
-        (
-            '{"type": "cancel", "request_id": "00000000-0000-0000-0000-000000000001", "reason": "' + "r" * 300 + '"}',
-            "invalid_field",
-        ),
+        (json.dumps({"type": "accept", "request_id": SOME_ID, "attempt": 2**70}), "invalid_field"),
+        (json.dumps({"type": "ack", "offer_id": f"{SOME_ID}.{'1' * 40}.priority"}), "offer_unavailable"),
+        (json.dumps({"type": "ack", "offer_id": f"{SOME_ID}.\u00b2.priority"}), "offer_unavailable"),
+        (json.dumps({"type": "accept", "request_id": "not-a-uuid"}), "invalid_field"),
+        (json.dumps({"type": "cancel", "request_id": SOME_ID, "reason": "\ud800"}), "bad_message"),
+        (json.dumps({"type": "cancel", "request_id": SOME_ID, "reason": "r" * 300}), "invalid_field"),
         ("[" * 30_000 + "]" * 30_000, "bad_message"),
     ],
 )
