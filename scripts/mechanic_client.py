@@ -4,6 +4,8 @@
                                       [--auto accept|decline|none]
 
 With `--auto accept` it accepts every offer it receives (the first accept wins), with `decline` it declines.
+On every connect the server first tells it its state (`assigned` sessions, then open offers); like an app, it
+replaces what it knew with that. The token travels as the `bearer.<token>` subprotocol, never in the URL.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 
 async def _heartbeat(ws: ClientConnection, interval_s: float) -> None:
@@ -30,15 +33,20 @@ async def _heartbeat(ws: ClientConnection, interval_s: float) -> None:
 
 
 async def run(url: str, token: str, auto: str) -> int:
-    async with connect(f"{url}?token={token}", compression=None) as ws:
+    async with connect(url, subprotocols=[Subprotocol(f"bearer.{token}")], compression=None) as ws:
         heartbeats: asyncio.Task[None] | None = None
+        sessions: set[str] = set()
         try:
             async for frame in ws:
                 message = json.loads(frame)
                 print(json.dumps(message), flush=True)
                 kind = message.get("type")
                 if kind == "welcome":
+                    sessions.clear()
                     heartbeats = asyncio.create_task(_heartbeat(ws, float(message["heartbeat_interval_s"])))
+                elif kind in ("assigned", "accepted"):
+                    sessions.add(message["request_id"])
+                    print(f"my sessions: {sorted(sessions)}", file=sys.stderr)
                 elif kind == "offer":
                     await ws.send(json.dumps({"type": "ack", "offer_id": message["offer_id"]}))
                     if auto in ("accept", "decline"):

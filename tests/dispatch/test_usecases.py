@@ -29,14 +29,8 @@ async def services(settings: Settings, redis: Redis) -> AsyncIterator[Services]:
 
 
 def _booking(customer_id: str, **fields: str) -> NewRequest:
-    return NewRequest(
-        customer_id=customer_id,
-        customer_name="Jordan",
-        session_type="video",
-        plan_code="standard",
-        routing=fields.pop("routing", "broadcast"),
-        **fields,  # type: ignore[arg-type]
-    )
+    values = {"customer_name": "Jordan", "session_type": "video", "plan_code": "standard", "routing": "broadcast"}
+    return NewRequest(customer_id=customer_id, **{**values, **fields})
 
 
 async def _kinds(services: Services, request_id: str) -> list[str]:
@@ -119,3 +113,16 @@ async def test_a_decline_by_the_favorite_falls_back_with_its_exclusion_in_one_co
     assert await _kinds(services, request.id) == ["created", "declined", "fell_back", "broadcast"]
     with pytest.raises(OfferUnavailable):
         await services.dispatcher.accept(sam.id, request.id, after.attempt)
+
+
+async def test_each_statement_shape_is_compiled_once(services: Services) -> None:
+    """Bookings after the first reuse the compiled statements: the cache stops growing, results stay right."""
+    backend = services.database._backend  # the process's one backend, holder of the statement cache
+    customer = str(uuid.uuid4())
+    first = await services.dispatcher.book(_booking(customer))
+    shapes = len(backend.statements._by_shape)  # type: ignore[attr-defined]
+    assert shapes > 0
+    second = await services.dispatcher.book(_booking(customer, session_type="chat"))
+    assert len(backend.statements._by_shape) == shapes  # type: ignore[attr-defined]
+    assert second.id != first.id and second.session_type == "chat"
+    assert (await services.dispatcher.requests.get(second.id)).session_type == "chat"

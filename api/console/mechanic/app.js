@@ -24,7 +24,8 @@ function send(message) {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/mechanic?token=${encodeURIComponent(token)}`);
+  // The token rides as a subprotocol, never in the URL (which access logs print).
+  socket = new WebSocket(`${scheme}://${location.host}/ws/mechanic`, [`bearer.${token}`]);
   socket.onmessage = (event) => handle(JSON.parse(event.data));
   socket.onclose = (event) => {
     clearInterval(heartbeat);
@@ -43,6 +44,9 @@ function connect() {
 function handle(message) {
   switch (message.type) {
     case "welcome":
+      // The server tells a connecting device its whole state (assigned sessions, open offers): start afresh.
+      offers.clear();
+      sessions.clear();
       backoff = 1000;
       setConnection(true);
       showError(errors, null);
@@ -58,6 +62,9 @@ function handle(message) {
     case "given_back":
       offers.delete(message.request_id);
       sessions.delete(message.request_id);
+      break;
+    case "assigned":
+      sessions.set(message.request_id, message);
       break;
     case "accepted":
       sessions.set(message.request_id, offers.get(message.request_id) || { request_id: message.request_id });
