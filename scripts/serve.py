@@ -80,6 +80,8 @@ def main() -> None:
         return
     if settings.jwt_secret_is_generated:
         print("JWT_SECRET is not set: using a generated development secret kept in var/dev_jwt_secret")
+    # Development: a Prometheus on this machine may scrape without a token (workers read the environment).
+    os.environ.setdefault("METRICS_OPEN_TO_LOOPBACK", "true")
     migrate(settings.database_url)
     if not args.no_demo:
         asyncio.run(seed(settings.database_url))
