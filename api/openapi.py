@@ -1,390 +1,301 @@
-"""The OpenAPI document served at /openapi.json: the HTTP half of the contract (docs/protocol.md is the socket)."""
+"""The OpenAPI document served at /openapi.json, generated: schemas from the msgspec types in `api/schemas.py`,
+paths from the small route description below (status codes and roles). docs/protocol.md is the socket half."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+from api import schemas
 
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "A webhook whose signature does not verify, or whose metadata cannot make a request.",
-        401: "Missing, invalid or expired token.",
-        403: "The token's role may not do this.",
-        404: "Not found (unknown, deleted or malformed id).",
-        409: "The request is in a state that does not allow this.",
-        422: "Invalid body or parameters.",
-        503: "Redis or the database is unreachable.",
-    }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
-
-
-def _op(
-    summary: str, ok: dict[str, Any], *errors: int, body: str | None = None, params: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-
-
-_TS = {"type": ["string", "null"], "format": "date-time", "description": "ISO-8601 UTC with milliseconds"}
-_ID = {"type": "string", "format": "uuid"}
-_NULLABLE_ID = {"type": ["string", "null"], "format": "uuid"}
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "favdispatch",
-        "version": "0.1.0",
-        "description": "Presence and priority dispatch for booking remote sessions with favorite mechanics. "
-        "Authenticate with `Authorization: Bearer <JWT>`. Mechanics connect to the WebSocket `/ws/mechanic?token=…` "
-        "described in docs/protocol.md.",
-    },
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error", "message"],
-                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-            },
-            "MechanicStatus": {
-                "type": "object",
-                "properties": {
-                    "mechanic_id": _ID,
-                    "name": {"type": "string"},
-                    "is_online": {"type": "boolean"},
-                    "last_seen": _TS,
-                    "last_seen_seconds": {"type": ["integer", "null"]},
-                    "priority_booking": {
-                        "type": ["boolean", "null"],
-                        "description": "For customers: whether their bookings go to a favorite first (A/B rollout).",
-                    },
-                },
-            },
-            "Favorite": {
-                "type": "object",
-                "properties": {
-                    "provider_id": _ID,
-                    "provider_type": {"enum": ["independent", "workshop"]},
-                    "name": {"type": "string"},
-                    "booking_count": {"type": "integer"},
-                    "created_at": _TS,
-                    "is_online": {"type": "boolean"},
-                    "last_seen": _TS,
-                    "last_seen_seconds": {"type": ["integer", "null"]},
-                },
-            },
-            "NewFavorite": {
-                "type": "object",
-                "required": ["provider_id"],
-                "properties": {"provider_id": _ID, "provider_type": {"enum": ["independent", "workshop"]}},
-            },
-            "NewMechanic": {
-                "type": "object",
-                "required": ["name"],
-                "properties": {"name": {"type": "string"}, "provider_type": {"enum": ["independent", "workshop"]}},
-            },
-            "NewSessionRequest": {
-                "type": "object",
-                "required": ["session_type", "plan_code", "routing"],
-                "properties": {
-                    "session_type": {"enum": ["chat", "video", "diagnostic"]},
-                    "plan_code": {"enum": ["quick", "standard", "extended"]},
-                    "routing": {"enum": ["priority", "notify_and_wait", "broadcast"]},
-                    "preferred_mechanic_id": _NULLABLE_ID,
-                    "provider_type": {"enum": ["independent", "workshop"]},
-                },
-            },
-            "SessionRequest": {
-                "type": "object",
-                "properties": {
-                    "id": _ID,
-                    "status": {"enum": ["pending", "accepted", "cancelled", "completed"]},
-                    "phase": {"enum": ["priority", "broadcast", None]},
-                    "routing": {"enum": ["priority", "notify_and_wait", "broadcast"]},
-                    "routing_type": {"enum": ["priority_broadcast", "broadcast"]},
-                    "session_type": {"type": "string"},
-                    "plan_code": {"type": "string"},
-                    "preferred_mechanic_id": _NULLABLE_ID,
-                    "mechanic_id": _NULLABLE_ID,
-                    "mechanic_name": {"type": ["string", "null"]},
-                    "attempt": {"type": "integer"},
-                    "priority_window_minutes": {"type": ["integer", "null"]},
-                    "priority_deadline": _TS,
-                    "priority_notified_at": _TS,
-                    "fallback_broadcast_at": _TS,
-                    "created_at": _TS,
-                    "accepted_at": _TS,
-                    "arm": {"enum": ["priority", "control"]},
-                    "message": {"type": "string", "description": "The sentence the customer app shows."},
-                    "favorite_prompt": {
-                        "type": ["object", "null"],
-                        "description": "After completion, while the mechanic is not a favorite and not dismissed.",
-                        "properties": {"mechanic_id": _ID, "name": {"type": "string"}},
-                    },
-                },
-            },
-        },
-    },
-    "security": [{"bearer": []}],
-    "paths": {
-        "/healthz": {
-            "get": {"summary": "The process is alive.", "security": [], "responses": {"200": {"description": "ok"}}}
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Redis and the database are reachable.",
-                "security": [],
-                "responses": {"200": {"description": "ready"}, **_errors(503)},
-            }
-        },
-        "/api/mechanics/{mechanic_id}/status": {
-            "get": _op(
-                "A mechanic's live status (any role).",
-                {"200": _json(_ref("MechanicStatus"), "status")},
-                401,
-                404,
-                params=[_path_param("mechanic_id")],
-            )
-        },
-        "/api/mechanics/status": {
-            "get": _op(
-                "Status of up to 100 mechanics: one entry per id, an error entry for unknown ones.",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"mechanics": {"type": "array", "items": _ref("MechanicStatus")}},
-                        },
-                        "statuses",
-                    )
-                },
-                401,
-                422,
-                params=[
-                    {
-                        "name": "ids",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string"},
-                        "description": "Comma-separated mechanic ids, at most 100.",
-                    }
-                ],
-            )
-        },
-        "/api/customer/favorites": {
-            "get": _op(
-                "The caller's favorites with live status, most booked first (customer).",
-                {
-                    "200": _json(
-                        {"type": "object", "properties": {"favorites": {"type": "array", "items": _ref("Favorite")}}},
-                        "favorites",
-                    )
-                },
-                401,
-                403,
-            ),
-            "post": _op(
-                "Add a favorite: 201 when new, 200 when it already was one (customer).",
-                {"201": _json(_ref("Favorite"), "added"), "200": _json(_ref("Favorite"), "already a favorite")},
-                401,
-                403,
-                404,
-                422,
-                body="NewFavorite",
-            ),
-        },
-        "/api/customer/favorites/{provider_id}": {
-            "delete": _op(
-                "Remove a favorite; idempotent (customer).",
-                {"204": {"description": "removed"}},
-                401,
-                403,
-                404,
-                params=[_path_param("provider_id")],
-            )
-        },
-        "/api/admin/mechanics": {
-            "post": _op(
-                "Create a mechanic (admin).",
-                {"201": _json(_ref("MechanicStatus"), "created")},
-                401,
-                403,
-                422,
-                body="NewMechanic",
-            )
-        },
-        "/api/admin/mechanics/{mechanic_id}": {
-            "delete": _op(
-                "Soft-delete a mechanic: sockets close 4404, favorites forget them, their requests move on (admin).",
-                {"204": {"description": "deleted"}},
-                401,
-                403,
-                404,
-                params=[_path_param("mechanic_id")],
-            )
-        },
-        "/api/session-requests": {
-            "post": _op(
-                "Create a session request and start routing it (customer).",
-                {"201": _json(_ref("SessionRequest"), "created")},
-                401,
-                403,
-                404,
-                422,
-                body="NewSessionRequest",
-            )
-        },
-        "/api/session-requests/{request_id}": {
-            "get": _op(
-                "A request as its customer (or an admin) sees it; poll it.",
-                {"200": _json(_ref("SessionRequest"), "the request")},
-                401,
-                403,
-                404,
-                params=[_path_param("request_id")],
-            )
-        },
-        "/api/session-requests/{request_id}/cancel": {
-            "post": _op(
-                "Cancel a pending or accepted request; every offer is revoked (customer).",
-                {"200": _json(_ref("SessionRequest"), "cancelled")},
-                401,
-                403,
-                404,
-                409,
-                params=[_path_param("request_id")],
-            )
-        },
-        "/api/session-requests/{request_id}/complete": {
-            "post": _op(
-                "The assigned mechanic ends the session (mechanic).",
-                {"200": _json(_ref("SessionRequest"), "completed")},
-                401,
-                403,
-                404,
-                409,
-                params=[_path_param("request_id")],
-            )
-        },
-        "/api/session-requests/{request_id}/favorite-prompt/dismiss": {
-            "post": _op(
-                "Hide the 'Add to Favorites' prompt of a completed request (customer).",
-                {"204": {"description": "dismissed"}},
-                401,
-                403,
-                404,
-                params=[_path_param("request_id")],
-            )
-        },
-        "/api/checkout": {
-            "post": _op(
-                "Create a Stripe Checkout Session for a booking; the webhook creates the request once paid "
-                "(customer; 409 payments_disabled when payments are off).",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"checkout_session_id": {"type": "string"}, "url": {"type": "string"}},
-                        },
-                        "created",
-                    )
-                },
-                401,
-                403,
-                404,
-                409,
-                422,
-                body="NewSessionRequest",
-            )
-        },
-        "/api/stripe/webhook": {
-            "post": {
-                "summary": "Stripe's webhook, verified with Stripe-Signature. Paid checkouts create exactly one "
-                "request; other events are acknowledged.",
-                "security": [],
-                "responses": {"200": {"description": "received; body has outcome and request_id"}, **_errors(400)},
-            }
-        },
-        "/api/admin/kpis": {
-            "get": _op(
-                "The favorites KPIs, split by A/B arm (admin). Definitions: docs/kpis.md.",
-                {"200": {"description": "the report"}},
-                401,
-                403,
-                422,
-                params=[
-                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                    {"name": "arm", "in": "query", "schema": {"enum": ["priority", "control"]}},
-                ],
-            )
-        },
-        "/api/admin/kpis/chart.svg": {
-            "get": _op(
-                "A KPI over time as an SVG line chart (admin): metric time_to_accept or fallback_rate.",
-                {"200": {"description": "image/svg+xml"}},
-                401,
-                403,
-                422,
-                params=[
-                    {"name": "metric", "in": "query", "schema": {"enum": ["time_to_accept", "fallback_rate"]}},
-                    {"name": "buckets", "in": "query", "schema": {"type": "integer", "minimum": 2, "maximum": 48}},
-                    {"name": "bucket_minutes", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                ],
-            )
-        },
-        "/api/admin/mechanics/online": {
-            "get": _op(
-                "Mechanics online now, across every server (admin).", {"200": {"description": "mechanics"}}, 401, 403
-            )
-        },
-        "/api/admin/session-requests": {
-            "get": _op(
-                "Pending and accepted requests, newest first (admin).",
-                {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"requests": {"type": "array", "items": _ref("SessionRequest")}},
-                        },
-                        "open requests",
-                    )
-                },
-                401,
-                403,
-            )
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics: open from loopback, otherwise admin only.",
-                "responses": {"200": {"description": "text/plain; version=0.0.4"}, **_errors(401, 403)},
-            }
-        },
-        "/api/admin/session-requests/{request_id}/events": {
-            "get": _op(
-                "A request's event log (admin).",
-                {"200": {"description": "events, oldest first"}},
-                401,
-                403,
-                404,
-                params=[_path_param("request_id")],
-            )
-        },
-    },
+ERROR_TEXT = {
+    400: "A webhook whose signature does not verify, or whose event cannot make a request.",
+    401: "Missing, invalid or expired token.",
+    402: "Payments are on: book through checkout.",
+    403: "The token's role may not do this.",
+    404: "Not found (unknown, deleted or malformed id).",
+    409: "The request is in a state that does not allow this.",
+    413: "The body is larger than MAX_BODY_BYTES.",
+    422: "Invalid body or parameters; the message names the field.",
+    502: "Stripe refused or could not be reached.",
+    503: "Redis or the database is unreachable.",
 }
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    roles: tuple[str, ...] = ()  # empty: no token needed
+    body: type | None = None
+    response: type | None = None
+    status: int = 200
+    also: tuple[int, ...] = ()  # further success statuses with the same response
+    media_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+ANY = ("customer", "mechanic", "admin")
+CUSTOMER, MECHANIC, ADMIN = ("customer",), ("mechanic",), ("admin",)
+BODY_ERRORS = (413, 422)
+
+OPERATIONS = (
+    Operation("get", "/healthz", "Liveness: the process answers.", response=schemas.Health),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness: Redis and the database answer (503 names which does not).",
+        response=schemas.Readiness,
+        also=(503,),
+    ),
+    Operation(
+        "get",
+        "/api/mechanics/{mechanic_id}/status",
+        "Online now, or offline and last seen when (from memory: no Redis or database round trip).",
+        ANY,
+        response=schemas.MechanicStatus,
+        errors=(401, 404),
+    ),
+    Operation(
+        "get",
+        "/api/mechanics/status",
+        "The status of up to 100 mechanics at once (`ids`, comma-separated); unknown ids get an error entry.",
+        ANY,
+        response=schemas.StatusBatch,
+        errors=(401, 422),
+        query={"ids": {"type": "string"}},
+    ),
+    Operation(
+        "get",
+        "/api/customer/favorites",
+        "Your favorites with their live status.",
+        CUSTOMER,
+        response=schemas.Favorites,
+        errors=(401, 403),
+    ),
+    Operation(
+        "post",
+        "/api/customer/favorites",
+        "Save a mechanic as a favorite (201 when new, 200 when already saved).",
+        CUSTOMER,
+        body=schemas.FavoriteBody,
+        response=schemas.FavoriteAdded,
+        status=201,
+        also=(200,),
+        errors=(401, 403, 404, *BODY_ERRORS),
+    ),
+    Operation(
+        "delete",
+        "/api/customer/favorites/{provider_id}",
+        "Remove a favorite.",
+        CUSTOMER,
+        status=204,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "post",
+        "/api/admin/mechanics",
+        "Create a mechanic.",
+        ADMIN,
+        body=schemas.MechanicBody,
+        response=schemas.MechanicCreated,
+        status=201,
+        errors=(401, 403, *BODY_ERRORS),
+    ),
+    Operation(
+        "delete",
+        "/api/admin/mechanics/{mechanic_id}",
+        "Delete a mechanic: sockets close 4404, favorites forget them, their requests move on.",
+        ADMIN,
+        status=204,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "get",
+        "/api/admin/mechanics/online",
+        "Mechanics online now, across every server.",
+        ADMIN,
+        response=schemas.OnlineMechanics,
+        errors=(401, 403),
+    ),
+    Operation(
+        "get",
+        "/api/admin/session-requests",
+        "Pending and accepted requests, newest first.",
+        ADMIN,
+        response=schemas.SessionRequests,
+        errors=(401, 403),
+    ),
+    Operation(
+        "get",
+        "/api/admin/session-requests/{request_id}/events",
+        "A request's event log, oldest first.",
+        ADMIN,
+        response=schemas.Events,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "get",
+        "/api/admin/kpis",
+        "The favorites KPIs, split by A/B arm (definitions: docs/kpis.md).",
+        ADMIN,
+        response=schemas.KpiReport,
+        errors=(401, 403, 422),
+        query={
+            "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"},
+            "arm": {"enum": ["priority", "control"]},
+        },
+    ),
+    Operation(
+        "get",
+        "/api/admin/kpis/chart.svg",
+        "A KPI over time as an SVG line chart: metric time_to_accept or fallback_rate.",
+        ADMIN,
+        media_type="image/svg+xml",
+        errors=(401, 403, 422),
+        query={
+            "metric": {"enum": ["time_to_accept", "fallback_rate"]},
+            "buckets": {"type": "integer", "minimum": 2, "maximum": 48},
+            "bucket_minutes": {"type": "integer", "minimum": 1},
+        },
+    ),
+    Operation(
+        "post",
+        "/api/session-requests",
+        "Book: to a favorite first (`priority`, `notify_and_wait`) or to everyone (`broadcast`).",
+        CUSTOMER,
+        body=schemas.BookingBody,
+        response=schemas.SessionRequest,
+        status=201,
+        errors=(401, 402, 403, 404, *BODY_ERRORS),
+    ),
+    Operation(
+        "get",
+        "/api/session-requests/{request_id}",
+        "One of your requests (admins: any).",
+        ("customer", "admin"),
+        response=schemas.SessionRequest,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "post",
+        "/api/session-requests/{request_id}/cancel",
+        "Cancel your request.",
+        CUSTOMER,
+        response=schemas.SessionRequest,
+        errors=(401, 403, 404, 409),
+    ),
+    Operation(
+        "post",
+        "/api/session-requests/{request_id}/complete",
+        "End a session assigned to you.",
+        MECHANIC,
+        response=schemas.SessionRequest,
+        errors=(401, 403, 404, 409),
+    ),
+    Operation(
+        "post",
+        "/api/session-requests/{request_id}/favorite-prompt/dismiss",
+        "Dismiss the favorites prompt.",
+        CUSTOMER,
+        status=204,
+        errors=(401, 403, 404),
+    ),
+    Operation(
+        "post",
+        "/api/checkout",
+        "Start a Stripe Checkout for a booking; the routing choice rides in its metadata.",
+        CUSTOMER,
+        body=schemas.BookingBody,
+        response=schemas.CheckoutCreated,
+        errors=(401, 403, 404, 409, *BODY_ERRORS, 502),
+    ),
+    Operation(
+        "post",
+        "/api/stripe/webhook",
+        "Stripe's webhook (signed with STRIPE_WEBHOOK_SECRET): a paid checkout creates its request once.",
+        response=schemas.WebhookReceived,
+        errors=(400, 409, 413),
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "Prometheus metrics (admin; loopback too where METRICS_OPEN_TO_LOOPBACK).",
+        ADMIN,
+        media_type="text/plain",
+        errors=(401, 403),
+    ),
+)
+
+_TYPES = sorted(
+    {t for op in OPERATIONS for t in (op.body, op.response) if t is not None} | {schemas.Error},
+    key=lambda t: t.__name__,
+)
+
+
+def _ref(schema_type: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{schema_type.__name__}"}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "OK"}
+    if op.response is not None:
+        ok["content"] = {op.media_type: {"schema": _ref(op.response)}}
+    elif op.status != 204:
+        ok["content"] = {op.media_type: {}}
+    responses: dict[str, Any] = {str(status): ok for status in (op.status, *op.also)}
+    for status in op.errors:
+        responses[str(status)] = {
+            "description": ERROR_TEXT[status],
+            "content": {"application/json": {"schema": _ref(schemas.Error)}},
+        }
+    described: dict[str, Any] = {
+        "summary": op.summary,
+        "responses": responses,
+        "security": [{"bearer": []}] if op.roles else [],
+        "x-roles": list(op.roles),
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        for name in _path_params(op.path)
+    ]
+    parameters += [{"name": name, "in": "query", "schema": schema} for name, schema in op.query.items()]
+    if parameters:
+        described["parameters"] = parameters
+    if op.body is not None:
+        described["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
+    return described
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+def build() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(_TYPES, ref_template="#/components/schemas/{name}")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "favdispatch",
+            "version": "0.1.0",
+            "description": "Presence and priority dispatch for booking remote sessions with favorite mechanics. "
+            "Authenticate with `Authorization: Bearer <JWT>`. Mechanics connect to the WebSocket `/ws/mechanic` "
+            "(token as the `bearer.<token>` subprotocol) described in docs/protocol.md.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": components,
+        },
+        "paths": paths,
+    }
+
+
+OPENAPI = build()

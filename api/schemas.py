@@ -33,3 +33,148 @@ class FavoriteBody(msgspec.Struct, frozen=True):
 class MechanicBody(msgspec.Struct, frozen=True):
     name: Name
     provider_type: Short | None = None
+
+
+# Responses. Timestamps are ISO-8601 UTC with milliseconds; ids are UUIDs.
+
+Timestamp = Annotated[str, msgspec.Meta(description="ISO-8601 UTC with milliseconds")]
+
+
+class Error(msgspec.Struct, frozen=True):
+    error: str
+    message: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    status: str
+    checks: dict[str, bool]
+
+
+class MechanicStatus(msgspec.Struct, frozen=True):
+    mechanic_id: str
+    name: str
+    is_online: bool
+    last_seen: Timestamp | None
+    last_seen_seconds: int | None
+    priority_booking: Annotated[
+        bool | None, msgspec.Meta(description="For customers: whether their bookings go to a favorite first (A/B).")
+    ]
+
+
+class StatusEntry(msgspec.Struct, frozen=True):
+    """One entry of the batch status: a mechanic's status, or `error`/`message` for an unknown id."""
+
+    mechanic_id: str
+    name: str | None = None
+    is_online: bool | None = None
+    last_seen: Timestamp | None = None
+    last_seen_seconds: int | None = None
+    priority_booking: bool | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+class StatusBatch(msgspec.Struct, frozen=True):
+    mechanics: list[StatusEntry]
+
+
+class Favorite(msgspec.Struct, frozen=True):
+    provider_id: str
+    provider_type: str
+    name: str
+    booking_count: int
+    created_at: Timestamp | None
+    is_online: bool
+    last_seen: Timestamp | None
+    last_seen_seconds: int | None
+
+
+class Favorites(msgspec.Struct, frozen=True):
+    favorites: list[Favorite]
+
+
+class FavoriteAdded(msgspec.Struct, frozen=True):
+    provider_id: str
+    provider_type: str
+    name: str
+
+
+class MechanicCreated(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    provider_type: str
+
+
+class FavoritePrompt(msgspec.Struct, frozen=True):
+    mechanic_id: str
+    name: str
+
+
+class SessionRequest(msgspec.Struct, frozen=True):
+    id: str
+    status: str
+    phase: str | None
+    routing: str
+    routing_type: str
+    session_type: str
+    plan_code: str
+    preferred_mechanic_id: str | None
+    mechanic_id: str | None
+    mechanic_name: str | None
+    attempt: int
+    priority_window_minutes: int | None
+    priority_deadline: Timestamp | None
+    priority_notified_at: Timestamp | None
+    fallback_broadcast_at: Timestamp | None
+    created_at: Timestamp | None
+    accepted_at: Timestamp | None
+    arm: str
+    message: Annotated[str, msgspec.Meta(description="The sentence the customer app shows.")]
+    favorite_prompt: FavoritePrompt | None
+
+
+class SessionRequests(msgspec.Struct, frozen=True):
+    requests: list[SessionRequest]
+
+
+class Event(msgspec.Struct, frozen=True):
+    at: Timestamp | None
+    kind: str
+    mechanic_id: str | None
+    attempt: int | None
+    detail: str | None
+
+
+class Events(msgspec.Struct, frozen=True):
+    request_id: str
+    events: list[Event]
+
+
+class OnlineMechanic(msgspec.Struct, frozen=True):
+    mechanic_id: str
+    name: str
+
+
+class OnlineMechanics(msgspec.Struct, frozen=True):
+    mechanics: list[OnlineMechanic]
+
+
+class KpiReport(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """The favorites KPIs (docs/kpis.md); `requests` counts every request in the period."""
+
+    requests: int
+
+
+class CheckoutCreated(msgspec.Struct, frozen=True):
+    checkout_session_id: str
+    url: str
+
+
+class WebhookReceived(msgspec.Struct, frozen=True):
+    received: bool
+    outcome: str
+    request_id: str | None

@@ -25,6 +25,7 @@ from api.auth import Role, mint_token
 from api.settings import Settings
 from scripts.embedded_redis import free_port
 from scripts.serve import uvicorn_options
+from tests.openapi_check import validate_response
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,7 +210,8 @@ async def start_server(settings: Settings) -> AsyncIterator[Harness]:
             task.result()
         await asyncio.sleep(0.01)
     base_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    hooks = {"response": [validate_response]}
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, event_hooks=hooks) as http:
         harness = Harness(
             settings=settings,
             base_url=base_url,
