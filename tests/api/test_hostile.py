@@ -183,3 +183,24 @@ async def test_a_flooding_socket_is_closed_and_others_are_served(harness: Harnes
     await calm.send({"type": "heartbeat"})
     await calm.expect("heartbeat_ack")
     await calm.close()
+
+
+async def test_a_burst_of_connections_leaves_the_gauge_where_it_started(harness: Harness) -> None:
+    """500 sockets opened and closed at once: every one is accounted for and released."""
+
+    async def connected() -> float:
+        body = (await harness.http.get("/metrics", headers=harness.admin)).text
+        line = next(x for x in body.splitlines() if x.startswith("favdispatch_connected_sockets "))
+        return float(line.split(" ")[1])
+
+    mechanic_id = await harness.create_mechanic()
+    before = await connected()
+    apps = await asyncio.gather(*(harness.connect(mechanic_id, heartbeats=False) for _ in range(500)))
+    assert await connected() == before + 500
+    await asyncio.gather(*(app.close() for app in apps))
+    for _ in range(50):
+        if await connected() == before:
+            break
+        await asyncio.sleep(0.1)
+    assert await connected() == before
+    assert (await harness.status(mechanic_id))["is_online"] is False
