@@ -30,6 +30,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict api base delivery presence dispatch scripts
 
+# HTTP throughput comes from wrk (a C load generator): installed from Debian's packages where apt is available.
 bench: install
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && echo "installing wrk (apt)" && \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)); } || \
+		{ echo "make bench needs wrk: install it (e.g. apt-get install wrk, brew install wrk)"; exit 1; }
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

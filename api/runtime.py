@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from databases import Database
 from prometheus_client import multiprocess
@@ -33,7 +34,7 @@ from dispatch.keeper import DeadlineKeeper
 from dispatch.keys import DispatchKeys
 from dispatch.kpis import Kpis
 from dispatch.mechanics import Mechanics
-from dispatch.offers import Offers
+from dispatch.offers import Offers, hand_over
 from dispatch.plans import Plans
 from dispatch.requests import Requests
 from dispatch.usecases import Dispatcher
@@ -197,6 +198,9 @@ async def open_services(settings: Settings) -> Services:
         config=dispatch_config,
     )
     keeper = DeadlineKeeper(database, dispatcher, bus, keys.deadlines)
+    presence.on_revived(
+        lambda mechanic_id, connection_id: _spawn(_regreet(dispatcher, hub, mechanic_id, connection_id))
+    )
     sockets = SocketRegistry(settings.presence_ttl_s)
     sockets.on_silent(lambda connection: _release_later(presence, connection.owner, connection.connection_id))
     return Services(
@@ -219,17 +223,29 @@ async def open_services(settings: Settings) -> Services:
     )
 
 
-_releasing: set[asyncio.Task[bool]] = set()
+_side_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(work: Awaitable[Any]) -> None:
+    """Run a callback's follow-up off the path that called it, keeping a reference until it ends."""
+    task = asyncio.ensure_future(work)
+    _side_tasks.add(task)
+    task.add_done_callback(_side_task_done)
+
+
+def _side_task_done(task: asyncio.Task[Any]) -> None:
+    _side_tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background step failed: %r", task.exception())
 
 
 def _release_later(presence: PresenceTracker, mechanic_id: str, connection_id: str) -> None:
     """A socket closed for silence stops counting as online now, not when its close handshake ends."""
-    task = asyncio.ensure_future(presence.untrack(mechanic_id, connection_id))
-    _releasing.add(task)
-    task.add_done_callback(_forget_release)
+    _spawn(presence.untrack(mechanic_id, connection_id))
 
 
-def _forget_release(task: asyncio.Task[bool]) -> None:
-    _releasing.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("could not release a silent socket's presence (%s)", task.exception())
+async def _regreet(dispatcher: Dispatcher, hub: Hub, mechanic_id: str, connection_id: str) -> None:
+    """A device whose presence lapsed and came back gets what was offered (or left waiting) meanwhile."""
+    connection = hub.find(mechanic_id, connection_id)
+    if connection is not None:
+        hand_over(connection, await dispatcher.greet(mechanic_id))

@@ -24,6 +24,7 @@ from base.errors import FavdispatchError, InternalError, InvalidToken, MechanicN
 from delivery.close_codes import CloseCode
 from delivery.hub import AsgiSend, Connection
 from dispatch import frames
+from dispatch.offers import hand_over
 from presence.metrics import HEARTBEATS
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,7 @@ class MechanicSocket:
         svc.hub.register(connection)
         svc.sockets.heard(connection)
         try:
-            for greeting in await svc.dispatcher.greet(mechanic_id):
-                text = frames.encode_text(greeting.frame)
-                if greeting.topic is not None and greeting.version is not None:
-                    connection.offer(text, greeting.topic, greeting.version)
-                else:
-                    connection.push(text)
+            hand_over(connection, await svc.dispatcher.greet(mechanic_id))
             await self._receive_frames(svc, connection, receive)
         except (RedisError, OSError) as error:
             log.warning("closing %s: Redis unavailable (%s)", connection.connection_id, error)

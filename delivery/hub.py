@@ -116,6 +116,9 @@ class Hub:
         if not devices:
             del self._by_owner[connection.owner]
 
+    def find(self, owner: str, connection_id: str) -> Connection | None:
+        return next((c for c in self._by_owner.get(owner, ()) if c.connection_id == connection_id), None)
+
     async def send(self, envelope: Envelope) -> None:
         """Deliver to the addressed sockets on every process, this one included."""
         await self._bus.publish(self._channel, encode_envelope(envelope))

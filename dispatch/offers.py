@@ -13,7 +13,7 @@ import msgspec
 from base.clock import iso
 from delivery.close_codes import CloseCode
 from delivery.envelope import Envelope
-from delivery.hub import Hub
+from delivery.hub import Connection, Hub
 from dispatch import frames
 from dispatch.models import OfferKind, RevokeReason, SessionRequest, offer_id
 from dispatch.wording import DEFAULT_CUSTOMER_NAME
@@ -31,6 +31,16 @@ class Greeting:
     frame: frames.ServerFrame
     topic: str | None = None
     version: int | None = None
+
+
+def hand_over(connection: Connection, greetings: list[Greeting]) -> None:
+    """Write greetings to one device; offers it already holds at that attempt are not repeated."""
+    for greeting in greetings:
+        text = frames.encode_text(greeting.frame)
+        if greeting.topic is not None and greeting.version is not None:
+            connection.offer(text, greeting.topic, greeting.version)
+        else:
+            connection.push(text)
 
 
 def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:

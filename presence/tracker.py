@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
 from databases import Database
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from base.clock import from_ms, now_ms
 from base.tables import mechanics
@@ -38,6 +39,7 @@ class PresenceTracker:
         self.keys = PresenceKeys(config.key_prefix)
         self._ttl_ms = int(config.ttl_s * 1000)
         self.replica = PresenceReplica(redis, self.keys)
+        self._revived_hooks: list[Callable[[str, str], None]] = []
         self._touch = redis.register_script(scripts.TOUCH)
         self._release = redis.register_script(scripts.RELEASE)
         self._expired = redis.register_script(scripts.EXPIRED)
@@ -73,6 +75,10 @@ class PresenceTracker:
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
         return went_online
 
+    def on_revived(self, hook: Callable[[str, str], None]) -> None:
+        """Called with (mechanic id, connection id) when a heartbeat brings a lapsed device back online."""
+        self._revived_hooks.append(hook)
+
     def heartbeat(self, mechanic_id: str, connection_id: str) -> None:
         """Refresh a device within HEARTBEAT_BATCH_S, in one pipeline with every other heartbeat meanwhile."""
         self._pending_beats[connection_id] = mechanic_id
@@ -85,17 +91,35 @@ class PresenceTracker:
         self._beat_flush = None
         now = now_ms()
         try:
-            async with self._beats_in_flight, self._redis.pipeline(transaction=False) as pipe:
-                for connection_id, mechanic_id in beats.items():
-                    await self._touch(
-                        keys=self._device_keys(mechanic_id),
-                        args=[mechanic_id, connection_id, now, self._ttl_ms],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            async with self._beats_in_flight:
+                went_online = await self._touch_all(beats, now)
         except (RedisError, OSError) as error:
             # Presence lapses only if heartbeats keep failing for a whole TTL.
             log.warning("dropped %d heartbeats: Redis unavailable (%s)", len(beats), error)
+            return
+        for (connection_id, mechanic_id), revived in zip(beats.items(), went_online, strict=True):
+            if revived:
+                # The device's presence had lapsed while its socket stayed open: it is back, and whatever was
+                # offered meanwhile must reach it.
+                self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
+                for hook in self._revived_hooks:
+                    hook(mechanic_id, connection_id)
+
+    async def _touch_all(self, beats: dict[str, str], now: int) -> list[bool]:
+        """One pipeline of `EVALSHA`s: redis-py would send `SCRIPT EXISTS` before every pipeline that runs a
+        `Script`, a second round trip per batch. The script is loaded once, and again if Redis lost it."""
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for connection_id, mechanic_id in beats.items():
+                    keys = self._device_keys(mechanic_id)
+                    pipe.evalsha(self._touch.sha, len(keys), *keys, mechanic_id, connection_id, now, self._ttl_ms)
+                try:
+                    return [bool(r) for r in await pipe.execute()]
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self._redis.script_load(scripts.TOUCH)
+        raise AssertionError("unreachable")
 
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
         """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""

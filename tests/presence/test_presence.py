@@ -265,3 +265,24 @@ async def test_deleting_a_mechanic_closes_their_sockets_4404(harness: Harness) -
     response = await harness.http.get(f"/api/mechanics/{mechanic_id}/status", headers=harness.customer)
     assert response.status_code == 404
     assert response.json() == {"error": "mechanic_not_found", "message": "This mechanic is no longer available."}
+
+
+async def test_a_device_whose_presence_lapsed_gets_what_was_offered_meanwhile(harness: Harness, redis: Redis) -> None:
+    """Presence lapses while the socket stays open (Redis lost the keys, the offline transition went out); a
+    booking made meanwhile waits for the favorite; the device's next heartbeat brings it back and hands it over."""
+    mechanic_id = await harness.create_mechanic()
+    app = await harness.connect(mechanic_id, heartbeats=False)  # beats by hand: the test picks the moment
+    keys = PresenceKeys(harness.settings.key_prefix)
+    await redis.delete(keys.online(mechanic_id), keys.devices(mechanic_id))
+    await redis.zrem(keys.online_index, mechanic_id)
+    offline = {"mechanic_id": mechanic_id, "is_online": False, "at": int(time.time() * 1000)}
+    await redis.publish(keys.transitions, json.dumps(offline))
+    while (await harness.status(mechanic_id))["is_online"]:
+        await asyncio.sleep(0.02)
+    booked = await harness.book(routing="priority", preferred_mechanic_id=mechanic_id)
+    assert booked["routing"] == "notify_and_wait"
+    await app.send({"type": "heartbeat"})
+    offer = await app.expect("offer", request_id=booked["id"], timeout=3)
+    assert offer["kind"] == "priority"
+    assert (await harness.status(mechanic_id))["is_online"] is True
+    await app.close()
