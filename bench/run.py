@@ -37,6 +37,7 @@ from tqdm import tqdm
 from api.auth import Role, mint_token
 from api.database import migrate, open_database
 from base.clock import utc_now
+from base.stats import percentile
 from base.tables import mechanics
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.fallback_lateness import fill
@@ -59,8 +60,8 @@ OFFER_FRAME = json.dumps(
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    found = percentile(values, q)
+    return float("nan") if found is None else found
 
 
 @dataclass
@@ -275,31 +276,35 @@ def _parse_wrk(output: str) -> dict[str, float]:
 async def offer_latency(ours: Ours, server: Server, bookings: int) -> dict[str, float]:
     favorites = ours.mechanic_ids[:bookings]
     clients = await connect_many(Kind.OURS, ours.urls([server], bookings))
-    arrivals_at: dict[int, float] = {}
-    for n, client in enumerate(clients):
+    for client in clients:
         client.arrivals = Arrivals(expected=1)
         client.arrivals.done.clear()
-        arrivals_at[n] = 0.0
-    returned: dict[int, float] = {}
+    sent: dict[int, float] = {}
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{server.port}", timeout=30, limits=httpx.Limits(max_connections=bookings)
     ) as http:
+        # Requests built and connections opened before the clock starts: latency runs from the moment each
+        # booking is sent until its priority offer is on the favorite's socket.
+        requests = [
+            http.build_request(
+                "POST",
+                "/api/session-requests",
+                json={"session_type": "video", "plan_code": "quick", "routing": "priority", "preferred_mechanic_id": f},
+                headers=ours.customer(),
+            )
+            for f in favorites
+        ]
+        await asyncio.gather(*(http.get("/healthz") for _ in range(bookings)))
 
         async def book(n: int) -> None:
-            body = {
-                "session_type": "video",
-                "plan_code": "quick",
-                "routing": "priority",
-                "preferred_mechanic_id": favorites[n],
-            }
-            response = await http.post("/api/session-requests", json=body, headers=ours.customer())
+            sent[n] = time.perf_counter()
+            response = await http.send(requests[n])
             response.raise_for_status()
-            returned[n] = time.perf_counter()
 
         await asyncio.gather(*(book(n) for n in range(bookings)))
         await asyncio.gather(*(c.arrivals.done.wait() for c in clients if c.arrivals))
     latencies = [
-        max(0.0, (clients[n].arrivals.times[0] - returned[n]) * 1000)
+        max(0.0, (clients[n].arrivals.times[0] - sent[n]) * 1000)
         for n in range(bookings)  # type: ignore[union-attr]
     ]
     await close_many(clients)

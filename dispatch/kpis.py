@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from databases import Database
 
 from base.clock import as_utc, iso
+from base.stats import percentile
 from dispatch.models import EventKind
 from dispatch.rollout import Arm
 from dispatch.tables import request_events, session_requests
@@ -42,16 +43,6 @@ class _Request:
 
 def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _round(value: float | None) -> float | None:
@@ -224,8 +215,8 @@ def _metrics(
             routing_type: {
                 "count": len(values),
                 "mean": _round(statistics.fmean(values)),
-                "p50": _round(_percentile(values, 0.5)),
-                "p90": _round(_percentile(values, 0.9)),
+                "p50": _round(percentile(values, 0.5)),
+                "p90": _round(percentile(values, 0.9)),
             }
             for routing_type, values in sorted(times.items())
         },

@@ -164,6 +164,12 @@ class Dispatcher:
             if request.priority_notified_at is not None:
                 OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
                 await self._offers.priority(request)
+            elif request.preferred_mechanic_id and self._presence.is_online(request.preferred_mechanic_id):
+                # The favorite came online between the routing decision and the insert, possibly after their
+                # device's greeting read the database: offer now (marking it sent is exactly-once).
+                offered = await self._mark_offered(request)
+                if offered is not None:
+                    await self._offers.priority(offered)
         else:
             OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
             await self._offers.broadcast(request, ())

@@ -29,18 +29,15 @@ from datetime import datetime
 from tqdm import tqdm
 
 from api.settings import load_settings
+from base.stats import percentile
 from scripts.simulation import Behaviour, Operator, SimulatedMechanic, connect_all
 
 
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n=0"
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return f"n={len(ordered)} p50={at(0.5):.1f} ms p90={at(0.9):.1f} ms p99={at(0.99):.1f} ms max={ordered[-1]:.1f} ms"
+    p50, p90, p99 = (percentile(values, q) or 0.0 for q in (0.5, 0.9, 0.99))
+    return f"n={len(values)} p50={p50:.1f} ms p90={p90:.1f} ms p99={p99:.1f} ms max={max(values):.1f} ms"
 
 
 async def run(args: argparse.Namespace) -> int:
