@@ -60,9 +60,7 @@ class Settings:
     def presence_config(self) -> PresenceConfig:
         return PresenceConfig(
             key_prefix=self.key_prefix,
-            heartbeat_interval_s=self.heartbeat_interval_s,
             ttl_s=self.presence_ttl_s,
-            last_seen_flush_s=self.last_seen_flush_s,
         )
 
     def dispatch_config(self) -> DispatchConfig:

@@ -25,17 +25,6 @@ from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
 
-METADATA_FIELDS = (
-    "customer_id",
-    "preferred_mechanic_id",
-    "routing_type",
-    "routing",
-    "provider_type",
-    "session_type",
-    "plan_code",
-    "arm",
-)
-
 
 class Outcome(StrEnum):
     CREATED = "created"

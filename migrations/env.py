@@ -1,7 +1,7 @@
 """Alembic wired to the one settings module and the tables defined once in the domain packages.
 
 Runs on the async drivers the server uses (aiosqlite, asyncpg), so no second database driver is needed. A caller
-may pass the URL in `config.attributes["database_url"]` (tests, `scripts/migrate.py`); otherwise settings decide.
+may pass the URL in `config.attributes["database_url"]` (tests, `api.database.migrate`); otherwise settings decide.
 """
 
 from __future__ import annotations
