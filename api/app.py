@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from api import http, metrics, payments
+from api import admin, favorites, health, metrics, payments, session_requests, statuses
 from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
@@ -47,7 +47,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise RuntimeError("REDIS_URL is not set: start the server with `make run` (which provides one) or set it")
     return Starlette(
         routes=[
-            *http.routes,
+            *health.routes,
+            *statuses.routes,
+            *favorites.routes,
+            *session_requests.routes,
+            *admin.routes,
             *payments.routes,
             *metrics.routes,
             WebSocketRoute("/ws/mechanic", MechanicSocket()),

@@ -7,8 +7,9 @@ from starlette.requests import HTTPConnection
 from api.auth import Principal, Role
 from api.runtime import Services
 from api.schemas import BookingBody
-from base.errors import Forbidden
+from base.errors import Forbidden, InvalidInput
 from dispatch.booking import NewRequest
+from dispatch.mechanics import ProviderType
 
 
 def services(connection: HTTPConnection) -> Services:
@@ -36,3 +37,10 @@ def new_request_from(principal: Principal, body: BookingBody) -> NewRequest:
         preferred_mechanic_id=body.preferred_mechanic_id,
         provider_type=body.provider_type,
     )
+
+
+def provider_type_of(value: str | None) -> ProviderType:
+    try:
+        return ProviderType(value or ProviderType.INDEPENDENT.value)
+    except ValueError:
+        raise InvalidInput("provider_type must be independent or workshop.") from None

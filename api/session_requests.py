@@ -1,0 +1,106 @@
+"""Session requests: book, read, cancel, complete, and the favorites prompt after a session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.auth import Role
+from api.context import authenticate, new_request_from, services
+from api.responses import read_json
+from api.runtime import Services
+from api.schemas import BookingBody
+from base.clock import iso
+from base.errors import PaymentRequired, RequestNotFound
+from dispatch.models import SessionRequest, Status
+from dispatch.wording import customer_message
+
+
+async def request_json(svc: Services, request: SessionRequest) -> dict[str, Any]:
+    names = await svc.dispatcher.requests.names_of(
+        [i for i in (request.preferred_mechanic_id, request.mechanic_id) if i]
+    )
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "phase": request.phase.value if request.phase else None,
+        "routing": request.routing.value,
+        "routing_type": request.routing_type,
+        "session_type": request.session_type,
+        "plan_code": request.plan_code,
+        "preferred_mechanic_id": request.preferred_mechanic_id,
+        "mechanic_id": request.mechanic_id,
+        "mechanic_name": names.get(request.mechanic_id) if request.mechanic_id else None,
+        "attempt": request.attempt,
+        "priority_window_minutes": request.priority_window_minutes,
+        "priority_deadline": iso(request.priority_deadline),
+        "priority_notified_at": iso(request.priority_notified_at),
+        "fallback_broadcast_at": iso(request.fallback_broadcast_at),
+        "created_at": iso(request.created_at),
+        "accepted_at": iso(request.accepted_at),
+        "arm": request.arm,
+        "message": customer_message(request, names),
+        "favorite_prompt": await _favorite_prompt(svc, request, names),
+    }
+
+
+async def _favorite_prompt(svc: Services, request: SessionRequest, names: dict[str, str]) -> dict[str, str] | None:
+    """After a completed session: offer to save the mechanic, unless they already are a favorite or it was dismissed."""
+    if request.status is not Status.COMPLETED or request.mechanic_id is None:
+        return None
+    if request.favorite_prompt_dismissed_at is not None:
+        return None
+    if await svc.favorites.is_favorite(request.customer_id, request.mechanic_id):
+        return None
+    return {"mechanic_id": request.mechanic_id, "name": names.get(request.mechanic_id, "")}
+
+
+async def create_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    body = await read_json(request, BookingBody)
+    svc = services(request)
+    if svc.settings.payments_enabled:
+        raise PaymentRequired()
+    created = await svc.dispatcher.book(new_request_from(principal, body))
+    return JSONResponse(await request_json(svc, created), status_code=201)
+
+
+async def get_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER, Role.ADMIN)
+    svc = services(request)
+    found = await svc.dispatcher.requests.get(request.path_params["request_id"])
+    if principal.role is not Role.ADMIN and found.customer_id != principal.sub:
+        raise RequestNotFound()
+    return JSONResponse(await request_json(svc, found))
+
+
+async def cancel_request(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    svc = services(request)
+    cancelled = await svc.dispatcher.cancel(principal.sub, request.path_params["request_id"])
+    return JSONResponse(await request_json(svc, cancelled))
+
+
+async def complete_request(request: Request) -> Response:
+    principal = authenticate(request, Role.MECHANIC)
+    svc = services(request)
+    completed = await svc.dispatcher.complete(principal.sub, request.path_params["request_id"])
+    return JSONResponse(await request_json(svc, completed))
+
+
+async def dismiss_favorite_prompt(request: Request) -> Response:
+    principal = authenticate(request, Role.CUSTOMER)
+    await services(request).dispatcher.dismiss_favorite_prompt(principal.sub, request.path_params["request_id"])
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/session-requests", create_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}", get_request),
+    Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}/complete", complete_request, methods=["POST"]),
+    Route("/api/session-requests/{request_id}/favorite-prompt/dismiss", dismiss_favorite_prompt, methods=["POST"]),
+]

@@ -1,0 +1,87 @@
+"""Mechanics' live status: from the presence replica and the cached mechanic, no round trip."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.auth import Principal, Role
+from api.context import authenticate, services
+from api.runtime import Services
+from base.clock import iso, utc_now
+from base.errors import InvalidInput, MechanicNotFound
+from base.ids import canonical_id
+from dispatch.mechanics import Mechanic
+from dispatch.rollout import Arm, arm_for
+from presence.replica import LiveStatus
+from presence.tracker import last_seen_of
+
+MAX_STATUS_IDS = 100
+
+
+def live_statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, dict[str, Any]]:
+    """From memory: the presence replica, and the database's last_seen (cached with the mechanic) for those
+    Redis has not seen since it lost its keys."""
+    live = svc.presence.statuses([m.id for m in found])
+    priority_booking = _priority_booking(svc, principal)
+    return {m.id: status_json(m, live[m.id], m.last_seen_at, priority_booking) for m in found}
+
+
+def status_json(
+    mechanic: Mechanic, live: LiveStatus, persisted: datetime | None, priority_booking: bool | None
+) -> dict[str, Any]:
+    last_seen = last_seen_of(live, persisted)
+    return {
+        "mechanic_id": mechanic.id,
+        "name": mechanic.name,
+        "is_online": live.is_online,
+        "last_seen": iso(last_seen),
+        "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+        "priority_booking": priority_booking,
+    }
+
+
+def _priority_booking(svc: Services, principal: Principal) -> bool | None:
+    """Whether this customer's bookings may go to a favorite first (the A/B rollout); None for other roles."""
+    if principal.role is not Role.CUSTOMER:
+        return None
+    return arm_for(principal.sub, svc.settings.rollout_percent) is Arm.PRIORITY
+
+
+async def mechanic_status(request: Request) -> Response:
+    principal = authenticate(request)
+    svc = services(request)
+    mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
+    return JSONResponse(live_statuses(svc, [mechanic], principal)[mechanic.id])
+
+
+async def mechanics_status(request: Request) -> Response:
+    principal = authenticate(request)
+    svc = services(request)
+    ids = [i.strip() for i in request.query_params.get("ids", "").split(",") if i.strip()]
+    if not ids:
+        raise InvalidInput("ids is required: a comma-separated list of mechanic ids.")
+    if len(ids) > MAX_STATUS_IDS:
+        raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
+    statuses = live_statuses(svc, await svc.mechanics.get_many(ids), principal)
+    entries = []
+    for requested in ids:
+        canonical = canonical_id(requested)
+        status = statuses.get(canonical) if canonical else None
+        if status is None:
+            entries.append(
+                {"mechanic_id": requested, "error": MechanicNotFound.code, "message": MechanicNotFound.default_message}
+            )
+        else:
+            entries.append(status)
+    return JSONResponse({"mechanics": entries})
+
+
+routes = [
+    Route("/api/mechanics/status", mechanics_status),
+    Route("/api/mechanics/{mechanic_id}/status", mechanic_status),
+]
