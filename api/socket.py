@@ -98,9 +98,10 @@ class MechanicSocket:
             )
         )
         svc.hub.register(connection)
-        svc.sockets.heard(connection)
         try:
             hand_over(connection, await svc.dispatcher.greet(mechanic_id))
+            # Watched for silence from here: time the server spent greeting is not the client's silence.
+            svc.sockets.heard(connection)
             await self._receive_frames(svc, connection, receive)
         except (RedisError, OSError) as error:
             log.warning("closing %s: Redis unavailable (%s)", connection.connection_id, error)

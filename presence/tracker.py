@@ -87,12 +87,15 @@ class PresenceTracker:
 
     async def _flush_heartbeats(self) -> None:
         await asyncio.sleep(HEARTBEAT_BATCH_S)
-        beats, self._pending_beats = self._pending_beats, {}
         self._beat_flush = None
-        now = now_ms()
+        beats: dict[str, str] = {}
         try:
             async with self._beats_in_flight:
-                went_online = await self._touch_all(beats, now)
+                # Taken under the lock: a device released meanwhile has left `_pending_beats` already, so no beat
+                # can bring it back after its release.
+                beats, self._pending_beats = self._pending_beats, {}
+                now = now_ms()
+                went_online = await self._touch_all(beats, now) if beats else []
         except (RedisError, OSError) as error:
             # Presence lapses only if heartbeats keep failing for a whole TTL.
             log.warning("dropped %d heartbeats: Redis unavailable (%s)", len(beats), error)
