@@ -39,6 +39,7 @@ def redis_for(settings: Settings) -> Iterator[str]:
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
     return {
+        "http": "api.http_protocol:HttpProtocol",
         "ws": "delivery.ws_protocol:WebSocketProtocol",
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_per_message_deflate": False,

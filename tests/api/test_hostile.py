@@ -210,3 +210,28 @@ async def test_a_burst_of_connections_leaves_the_gauge_where_it_started(harness:
             break
         await asyncio.sleep(0.1)
     assert (await harness.status(mechanic_id))["is_online"] is False
+
+
+async def test_a_huge_header_is_refused_without_being_buffered(harness: Harness) -> None:
+    """A 20 MB header is answered 431 once the head passes 64 KiB; the server stays responsive."""
+    host, port = harness.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    answer = b""
+    try:
+        for _ in range(20 * 16):  # up to 20 MB in 64 KiB pieces, stopping when the server answers
+            writer.write(b"x" * 65536)
+            await writer.drain()
+            try:
+                answer = await asyncio.wait_for(reader.read(200), 0.01)
+            except TimeoutError:
+                continue
+            if answer:
+                break
+    except ConnectionError:
+        pass  # closed while we were still sending: the answer was already read or is in the buffer
+    if not answer:
+        answer = await asyncio.wait_for(reader.read(200), 2)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert (await harness.http.get("/healthz")).status_code == 200
