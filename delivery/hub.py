@@ -3,9 +3,9 @@
 Any process publishes an `Envelope` on one Redis channel; every process hands it to the local sockets it
 addresses. A frame is encoded once per envelope and written to each socket's transport without waiting: no task
 and no queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
-high-water mark; a socket whose write would have to wait is a client that stopped reading, and it is dropped
-(close code 1013) instead of holding up anyone else or growing without bound (websockets' broadcast topic:
-"there's no backpressure").
+high-water mark; a socket whose write would have to wait is a client that stopped reading, and its TCP
+connection is cut (a close frame could not reach it either) instead of holding up anyone else or growing without
+bound (websockets' broadcast topic: "there's no backpressure").
 """
 
 from __future__ import annotations
