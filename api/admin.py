@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api import schemas
 from api.auth import Role
 from api.charts import line_chart
 from api.context import authenticate, provider_type_of, services
-from api.responses import read_json
+from api.responses import read_json, typed
 from api.schemas import MechanicBody
-from api.session_requests import request_json
+from api.session_requests import request_view
 from base.clock import iso, utc_now
 from base.errors import InvalidInput
 from dispatch.rollout import Arm
@@ -28,7 +29,7 @@ async def create_mechanic(request: Request) -> Response:
         raise InvalidInput("name is required.")
     provider_type = provider_type_of(body.provider_type)
     mechanic = await services(request).mechanics.create(name, provider_type)
-    return JSONResponse({"id": mechanic.id, "name": mechanic.name, "provider_type": mechanic.provider_type}, 201)
+    return typed(schemas.MechanicCreated(id=mechanic.id, name=mechanic.name, provider_type=mechanic.provider_type), 201)
 
 
 async def delete_mechanic(request: Request) -> Response:
@@ -43,20 +44,14 @@ async def request_events(request: Request) -> Response:
     svc = services(request)
     session_request = await svc.dispatcher.requests.get(request.path_params["request_id"])
     events = await svc.dispatcher.requests.events_of(session_request.id)
-    return JSONResponse(
-        {
-            "request_id": session_request.id,
-            "events": [
-                {
-                    "at": iso(e.at),
-                    "kind": e.kind,
-                    "mechanic_id": e.mechanic_id,
-                    "attempt": e.attempt,
-                    "detail": e.detail,
-                }
+    return typed(
+        schemas.Events(
+            request_id=session_request.id,
+            events=[
+                schemas.Event(at=iso(e.at), kind=e.kind, mechanic_id=e.mechanic_id, attempt=e.attempt, detail=e.detail)
                 for e in events
             ],
-        }
+        )
     )
 
 
@@ -86,17 +81,15 @@ async def online_mechanics(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
     svc = services(request)
     found = await svc.mechanics.get_many(svc.presence.online_ids())
-    return JSONResponse(
-        {"mechanics": sorted(({"mechanic_id": m.id, "name": m.name} for m in found), key=lambda m: m["name"])}
-    )
+    online = sorted((schemas.OnlineMechanic(mechanic_id=m.id, name=m.name) for m in found), key=lambda m: m.name)
+    return typed(schemas.OnlineMechanics(mechanics=online))
 
 
 async def open_requests(request: Request) -> Response:
     authenticate(request, Role.ADMIN)
     svc = services(request)
-    return JSONResponse(
-        {"requests": [await request_json(svc, r) for r in await svc.dispatcher.requests.open_requests()]}
-    )
+    views = [await request_view(svc, r) for r in await svc.dispatcher.requests.open_requests()]
+    return typed(schemas.SessionRequests(requests=views))
 
 
 CHARTS = {

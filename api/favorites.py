@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from api import schemas
 from api.auth import Role
 from api.context import authenticate, provider_type_of, services
-from api.responses import read_json
+from api.responses import read_json, typed
 from api.schemas import FavoriteBody
 from base.clock import iso, utc_now
 from presence.tracker import last_seen_of
@@ -23,18 +24,18 @@ async def list_favorites(request: Request) -> Response:
     for favorite in favorites:
         last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
         body.append(
-            {
-                "provider_id": favorite.provider_id,
-                "provider_type": favorite.provider_type,
-                "name": favorite.name,
-                "booking_count": favorite.booking_count,
-                "created_at": iso(favorite.created_at),
-                "is_online": live[favorite.provider_id].is_online,
-                "last_seen": iso(last_seen),
-                "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
-            }
+            schemas.Favorite(
+                provider_id=favorite.provider_id,
+                provider_type=favorite.provider_type,
+                name=favorite.name,
+                booking_count=favorite.booking_count,
+                created_at=iso(favorite.created_at),
+                is_online=live[favorite.provider_id].is_online,
+                last_seen=iso(last_seen),
+                last_seen_seconds=max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+            )
         )
-    return JSONResponse({"favorites": body})
+    return typed(schemas.Favorites(favorites=body))
 
 
 async def add_favorite(request: Request) -> Response:
@@ -43,8 +44,8 @@ async def add_favorite(request: Request) -> Response:
     provider_type = provider_type_of(body.provider_type)
     svc = services(request)
     mechanic, is_new = await svc.favorites.add(principal.sub, body.provider_id, provider_type)
-    payload = {"provider_id": mechanic.id, "provider_type": provider_type.value, "name": mechanic.name}
-    return JSONResponse(payload, status_code=201 if is_new else 200)
+    added = schemas.FavoriteAdded(provider_id=mechanic.id, provider_type=provider_type.value, name=mechanic.name)
+    return typed(added, status_code=201 if is_new else 200)
 
 
 async def remove_favorite(request: Request) -> Response:

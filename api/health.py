@@ -7,12 +7,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api import schemas
 from api.context import services
 from api.openapi import OPENAPI
+from api.responses import typed
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return typed(schemas.Health(status="ok"))
 
 
 async def readyz(request: Request) -> Response:

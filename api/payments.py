@@ -10,12 +10,13 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from api import schemas
 from api.auth import Role
 from api.context import authenticate, new_request_from, services
-from api.responses import read_body, read_json
+from api.responses import read_body, read_json, typed
 from api.runtime import Services
 from api.schemas import BookingBody
 from api.stripe_gateway import verify_event
@@ -46,7 +47,7 @@ async def checkout(request: Request) -> Response:
     metadata = metadata_for(new, routing_type.value, prepared.arm.value)
     session_id, url = await svc.stripe.create_checkout(plan, principal.sub, metadata)
     # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
-    return JSONResponse({"checkout_session_id": session_id, "url": url})
+    return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))
 
 
 async def webhook(request: Request) -> Response:
@@ -59,7 +60,7 @@ async def webhook(request: Request) -> Response:
         raise
     outcome, request_id = await _handle(svc, event)
     WEBHOOK_EVENTS.labels(outcome=outcome.value).inc()
-    return JSONResponse({"received": True, "outcome": outcome.value, "request_id": request_id})
+    return typed(schemas.WebhookReceived(received=True, outcome=outcome.value, request_id=request_id))
 
 
 async def _handle(svc: Services, event: Any) -> tuple[Outcome, str | None]:

@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_encode = msgspec.json.Encoder().encode
+
+
+def typed(body: msgspec.Struct, status_code: int = 200) -> Response:
+    """A response whose body is one of `api/schemas.py`'s types, encoded by msgspec in one call."""
+    return Response(_encode(body), status_code=status_code, media_type="application/json")
+
+
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 

@@ -65,8 +65,16 @@ class MechanicStatus(msgspec.Struct, frozen=True):
     ]
 
 
+class UnknownMechanic(msgspec.Struct, frozen=True):
+    """A batch status entry for an id that names no mechanic."""
+
+    mechanic_id: str
+    error: str
+    message: str
+
+
 class StatusEntry(msgspec.Struct, frozen=True):
-    """One entry of the batch status: a mechanic's status, or `error`/`message` for an unknown id."""
+    """How the batch documents its entries: a `MechanicStatus`, or an `UnknownMechanic` (error, message)."""
 
     mechanic_id: str
     name: str | None = None

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from api import schemas
 from api.auth import Role
 from api.context import authenticate, new_request_from, services
-from api.responses import read_json
+from api.responses import read_json, typed
 from api.runtime import Services
 from api.schemas import BookingBody
 from base.clock import iso
@@ -19,35 +18,37 @@ from dispatch.models import SessionRequest, Status
 from dispatch.wording import customer_message
 
 
-async def request_json(svc: Services, request: SessionRequest) -> dict[str, Any]:
+async def request_view(svc: Services, request: SessionRequest) -> schemas.SessionRequest:
     names = await svc.dispatcher.requests.names_of(
         [i for i in (request.preferred_mechanic_id, request.mechanic_id) if i]
     )
-    return {
-        "id": request.id,
-        "status": request.status.value,
-        "phase": request.phase.value if request.phase else None,
-        "routing": request.routing.value,
-        "routing_type": request.routing_type,
-        "session_type": request.session_type,
-        "plan_code": request.plan_code,
-        "preferred_mechanic_id": request.preferred_mechanic_id,
-        "mechanic_id": request.mechanic_id,
-        "mechanic_name": names.get(request.mechanic_id) if request.mechanic_id else None,
-        "attempt": request.attempt,
-        "priority_window_minutes": request.priority_window_minutes,
-        "priority_deadline": iso(request.priority_deadline),
-        "priority_notified_at": iso(request.priority_notified_at),
-        "fallback_broadcast_at": iso(request.fallback_broadcast_at),
-        "created_at": iso(request.created_at),
-        "accepted_at": iso(request.accepted_at),
-        "arm": request.arm,
-        "message": customer_message(request, names),
-        "favorite_prompt": await _favorite_prompt(svc, request, names),
-    }
+    return schemas.SessionRequest(
+        id=request.id,
+        status=request.status.value,
+        phase=request.phase.value if request.phase else None,
+        routing=request.routing.value,
+        routing_type=request.routing_type,
+        session_type=request.session_type,
+        plan_code=request.plan_code,
+        preferred_mechanic_id=request.preferred_mechanic_id,
+        mechanic_id=request.mechanic_id,
+        mechanic_name=names.get(request.mechanic_id) if request.mechanic_id else None,
+        attempt=request.attempt,
+        priority_window_minutes=request.priority_window_minutes,
+        priority_deadline=iso(request.priority_deadline),
+        priority_notified_at=iso(request.priority_notified_at),
+        fallback_broadcast_at=iso(request.fallback_broadcast_at),
+        created_at=iso(request.created_at),
+        accepted_at=iso(request.accepted_at),
+        arm=request.arm,
+        message=customer_message(request, names),
+        favorite_prompt=await _favorite_prompt(svc, request, names),
+    )
 
 
-async def _favorite_prompt(svc: Services, request: SessionRequest, names: dict[str, str]) -> dict[str, str] | None:
+async def _favorite_prompt(
+    svc: Services, request: SessionRequest, names: dict[str, str]
+) -> schemas.FavoritePrompt | None:
     """After a completed session: offer to save the mechanic, unless they already are a favorite or it was dismissed."""
     if request.status is not Status.COMPLETED or request.mechanic_id is None:
         return None
@@ -55,7 +56,7 @@ async def _favorite_prompt(svc: Services, request: SessionRequest, names: dict[s
         return None
     if await svc.favorites.is_favorite(request.customer_id, request.mechanic_id):
         return None
-    return {"mechanic_id": request.mechanic_id, "name": names.get(request.mechanic_id, "")}
+    return schemas.FavoritePrompt(mechanic_id=request.mechanic_id, name=names.get(request.mechanic_id, ""))
 
 
 async def create_request(request: Request) -> Response:
@@ -65,7 +66,7 @@ async def create_request(request: Request) -> Response:
     if svc.settings.payments_enabled:
         raise PaymentRequired()
     created = await svc.dispatcher.book(new_request_from(principal, body))
-    return JSONResponse(await request_json(svc, created), status_code=201)
+    return typed(await request_view(svc, created), status_code=201)
 
 
 async def get_request(request: Request) -> Response:
@@ -74,21 +75,21 @@ async def get_request(request: Request) -> Response:
     found = await svc.dispatcher.requests.get(request.path_params["request_id"])
     if principal.role is not Role.ADMIN and found.customer_id != principal.sub:
         raise RequestNotFound()
-    return JSONResponse(await request_json(svc, found))
+    return typed(await request_view(svc, found))
 
 
 async def cancel_request(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
     svc = services(request)
     cancelled = await svc.dispatcher.cancel(principal.sub, request.path_params["request_id"])
-    return JSONResponse(await request_json(svc, cancelled))
+    return typed(await request_view(svc, cancelled))
 
 
 async def complete_request(request: Request) -> Response:
     principal = authenticate(request, Role.MECHANIC)
     svc = services(request)
     completed = await svc.dispatcher.complete(principal.sub, request.path_params["request_id"])
-    return JSONResponse(await request_json(svc, completed))
+    return typed(await request_view(svc, completed))
 
 
 async def dismiss_favorite_prompt(request: Request) -> Response:

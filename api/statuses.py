@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from api import schemas
 from api.auth import Principal, Role
 from api.context import authenticate, services
+from api.responses import typed
 from api.runtime import Services
 from base.clock import iso, utc_now
 from base.errors import InvalidInput, MechanicNotFound
@@ -21,9 +23,10 @@ from presence.replica import LiveStatus
 from presence.tracker import last_seen_of
 
 MAX_STATUS_IDS = 100
+_encode_batch = msgspec.json.Encoder().encode
 
 
-def live_statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, dict[str, Any]]:
+def live_statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, schemas.MechanicStatus]:
     """From memory: the presence replica, and the database's last_seen (cached with the mechanic) for those
     Redis has not seen since it lost its keys."""
     live = svc.presence.statuses([m.id for m in found])
@@ -33,16 +36,16 @@ def live_statuses(svc: Services, found: list[Mechanic], principal: Principal) ->
 
 def status_json(
     mechanic: Mechanic, live: LiveStatus, persisted: datetime | None, priority_booking: bool | None
-) -> dict[str, Any]:
+) -> schemas.MechanicStatus:
     last_seen = last_seen_of(live, persisted)
-    return {
-        "mechanic_id": mechanic.id,
-        "name": mechanic.name,
-        "is_online": live.is_online,
-        "last_seen": iso(last_seen),
-        "last_seen_seconds": max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
-        "priority_booking": priority_booking,
-    }
+    return schemas.MechanicStatus(
+        mechanic_id=mechanic.id,
+        name=mechanic.name,
+        is_online=live.is_online,
+        last_seen=iso(last_seen),
+        last_seen_seconds=max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+        priority_booking=priority_booking,
+    )
 
 
 def _priority_booking(svc: Services, principal: Principal) -> bool | None:
@@ -56,7 +59,7 @@ async def mechanic_status(request: Request) -> Response:
     principal = authenticate(request)
     svc = services(request)
     mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
-    return JSONResponse(live_statuses(svc, [mechanic], principal)[mechanic.id])
+    return typed(live_statuses(svc, [mechanic], principal)[mechanic.id])
 
 
 async def mechanics_status(request: Request) -> Response:
@@ -68,17 +71,19 @@ async def mechanics_status(request: Request) -> Response:
     if len(ids) > MAX_STATUS_IDS:
         raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
     statuses = live_statuses(svc, await svc.mechanics.get_many(ids), principal)
-    entries = []
+    entries: list[schemas.MechanicStatus | schemas.UnknownMechanic] = []
     for requested in ids:
         canonical = canonical_id(requested)
         status = statuses.get(canonical) if canonical else None
         if status is None:
             entries.append(
-                {"mechanic_id": requested, "error": MechanicNotFound.code, "message": MechanicNotFound.default_message}
+                schemas.UnknownMechanic(
+                    mechanic_id=requested, error=MechanicNotFound.code, message=MechanicNotFound.default_message
+                )
             )
         else:
             entries.append(status)
-    return JSONResponse({"mechanics": entries})
+    return Response(_encode_batch({"mechanics": entries}), media_type="application/json")
 
 
 routes = [
