@@ -6,7 +6,6 @@ With PROMETHEUS_MULTIPROC_DIR set (`make run WORKERS=n` sets it), every worker's
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.requests import Request
@@ -25,8 +24,8 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _registry() -> CollectorRegistry:
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+def _registry(multiprocess_dir: str | None) -> CollectorRegistry:
+    if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry
@@ -39,7 +38,8 @@ async def metrics(request: Request) -> Response:
     if not (svc.settings.metrics_open_to_loopback and loopback):
         authenticate(request, Role.ADMIN)
     ONLINE_MECHANICS.set(len(svc.presence.online_ids()))
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    registry = _registry(svc.settings.prometheus_multiproc_dir)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 routes = [Route("/metrics", metrics)]

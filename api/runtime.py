@@ -145,7 +145,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
                 await _bounded("last_seen flush", presence.flush_last_seen(database))
             except (RedisError, OSError) as error:
                 log.warning("final last_seen flush skipped (%s)", error)
-            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            if settings.prometheus_multiproc_dir:
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
             await _bounded("database", database.disconnect())
             await _bounded("redis", redis.aclose())

@@ -51,6 +51,7 @@ class Settings:
     socket_frames_per_s: float
     socket_frame_burst: int
     metrics_open_to_loopback: bool
+    prometheus_multiproc_dir: str | None
 
     @property
     def payments_enabled(self) -> bool:
@@ -124,6 +125,8 @@ def load_settings(env_file: str | None = None) -> Settings:
         socket_frames_per_s=config("SOCKET_FRAMES_PER_S", cast=float, default=100.0),
         socket_frame_burst=config("SOCKET_FRAME_BURST", cast=int, default=300),
         metrics_open_to_loopback=config("METRICS_OPEN_TO_LOOPBACK", cast=bool, default=False),
+        # prometheus_client reads it too: it is the library's own switch to multiprocess mode.
+        prometheus_multiproc_dir=config("PROMETHEUS_MULTIPROC_DIR", cast=str, default="") or None,
     )
     _validate(settings)
     return settings
