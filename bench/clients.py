@@ -26,6 +26,7 @@ class Arrivals:
     """Arrival times of the broadcast under measurement, one per client."""
 
     expected: int
+    marker: str = '"offer"'  # what a frame under measurement contains
     times: list[float] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,7 +72,7 @@ class BenchClient:
                         self.arrivals.record()
                 elif '"heartbeat_ack"' in text:
                     self.acks.put_nowait(None)
-                elif '"offer"' in text and self.arrivals is not None:
+                elif self.arrivals is not None and self.arrivals.marker in text:
                     self.arrivals.record()
         except ConnectionClosed:
             return

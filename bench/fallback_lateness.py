@@ -61,6 +61,9 @@ async def measure(redis_url: str, requests: int) -> list[float]:
             "PRIORITY_WINDOW_S": str(WINDOW_S),
             "OFFER_ACK_TIMEOUT_S": "60",
             "LOG_LEVEL": "WARNING",
+            # The measuring client does not heartbeat: it must not be closed for silence while windows run.
+            "HEARTBEAT_INTERVAL_S": "1800",
+            "PRESENCE_TTL_S": "3600",
         }
         server = subprocess.Popen(
             [
