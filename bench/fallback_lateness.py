@@ -59,6 +59,7 @@ async def measure(redis_url: str, requests: int) -> list[float]:
             "JWT_SECRET": secret,
             "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
             "PRIORITY_WINDOW_S": str(WINDOW_S),
+            "NOTIFY_WAIT_WINDOW_S": str(WINDOW_S),
             "OFFER_ACK_TIMEOUT_S": "60",
             "LOG_LEVEL": "WARNING",
             # The measuring client does not heartbeat: it must not be closed for silence while windows run.
@@ -114,7 +115,7 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
             body = {
                 "session_type": "chat",
                 "plan_code": "quick",
-                "routing": "priority",
+                "routing": "notify_and_wait",  # the favorite is offline: they are notified, and the window runs
                 "preferred_mechanic_id": favorite,
             }
             for _ in range(requests):  # the deadlines follow each other like the creations
