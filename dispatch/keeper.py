@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,7 @@ class DeadlineKeeper:
         self._scheduled: set[tuple[str, str, int, int]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._noted_elsewhere = asyncio.Event()
+        self._signature = uuid.uuid4().hex  # this process's notes, which it need not hear back
         self.expiry_events_enabled = False
         bus.subscribe(bus.expired_channel, self._on_expired)
         bus.subscribe(channel, self._on_note)
@@ -68,7 +70,7 @@ class DeadlineKeeper:
             if changed_here.is_set():
                 changed_here.clear()
                 try:
-                    await self._bus.publish(self._channel, "1")
+                    await self._bus.publish(self._channel, self._signature)
                 except Exception:
                     log.exception("could not tell other processes of a new deadline")
             self._noted_elsewhere.clear()
@@ -84,7 +86,8 @@ class DeadlineKeeper:
                     waiter.cancel()
 
     async def _on_note(self, data: str) -> None:
-        self._noted_elsewhere.set()
+        if data != self._signature:
+            self._noted_elsewhere.set()
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
