@@ -197,7 +197,7 @@ async def open_services(settings: Settings) -> Services:
         rules=BookingRules(mechanics, plans, dispatch_config.rollout_percent),
         config=dispatch_config,
     )
-    keeper = DeadlineKeeper(database, dispatcher, bus, keys.deadlines)
+    keeper = DeadlineKeeper(dispatcher, bus, keys.deadlines)
     presence.on_revived(
         lambda mechanic_id, connection_id: _spawn(_regreet(dispatcher, hub, mechanic_id, connection_id))
     )

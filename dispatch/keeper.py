@@ -24,13 +24,9 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from databases import Database
-
-from base.clock import as_utc, utc_now
+from base.clock import utc_now
 from delivery.bus import Bus
-from dispatch.models import FallbackReason, Phase, Status
-from dispatch.tables import session_requests as sr
+from dispatch.models import FallbackReason
 from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -42,8 +38,7 @@ WAKE_MARGIN_S = 0.002
 
 
 class DeadlineKeeper:
-    def __init__(self, database: Database, dispatcher: Dispatcher, bus: Bus, channel: str) -> None:
-        self._db = database
+    def __init__(self, dispatcher: Dispatcher, bus: Bus, channel: str) -> None:
         self._dispatcher = dispatcher
         self._bus = bus
         self._channel = channel
@@ -91,25 +86,8 @@ class DeadlineKeeper:
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
-        open_priority = (sr.c.status == Status.PENDING.value, sr.c.phase == Phase.PRIORITY.value)
-        windows = await self._db.fetch_all(
-            sa.select(sr.c.id, sr.c.attempt, sr.c.priority_deadline)
-            .where(*open_priority, sr.c.priority_deadline <= horizon)
-            .order_by(sr.c.priority_deadline)
-            .limit(BATCH)
-        )
-        acks = await self._db.fetch_all(
-            sa.select(sr.c.id, sr.c.attempt, sr.c.ack_deadline, sr.c.offer_resends)
-            .where(*open_priority, sr.c.offer_acked_at.is_(None), sr.c.ack_deadline <= horizon)
-            .order_by(sr.c.ack_deadline)
-            .limit(BATCH)
-        )
-        for row in windows:
-            self._schedule("window", str(row["id"]), row["attempt"], 0, as_utc(row["priority_deadline"]).timestamp())
-        for row in acks:
-            self._schedule(
-                "ack", str(row["id"]), row["attempt"], row["offer_resends"], as_utc(row["ack_deadline"]).timestamp()
-            )
+        for deadline in await self._dispatcher.requests.deadlines_before(horizon, BATCH):
+            self._schedule(deadline.kind, deadline.request_id, deadline.attempt, deadline.resends, deadline.due_epoch)
 
     def _schedule(self, kind: str, request_id: str, attempt: int, resends: int, due_epoch: float) -> None:
         token = (kind, request_id, attempt, resends)

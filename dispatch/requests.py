@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +40,15 @@ class Note:
     mechanic_id: str | None = None
     attempt: int | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    kind: str  # "window" or "ack"
+    request_id: str
+    attempt: int
+    resends: int
+    due_epoch: float
 
 
 Notes = Callable[[SessionRequest], Sequence[Note]]
@@ -104,6 +114,31 @@ class Requests:
             sa.select(sr).where(sr.c.status == Status.PENDING.value, sr.c.phase == Phase.PRIORITY.value)
         )
         return [SessionRequest.from_row(row) for row in rows]
+
+    async def deadlines_before(self, horizon: datetime, limit: int) -> list[Deadline]:
+        """Priority windows and ack clocks of open priority requests that fall due before `horizon`."""
+        open_priority = (sr.c.status == Status.PENDING.value, sr.c.phase == Phase.PRIORITY.value)
+        windows = await self._db.fetch_all(
+            sa.select(sr.c.id, sr.c.attempt, sr.c.priority_deadline)
+            .where(*open_priority, sr.c.priority_deadline <= horizon)
+            .order_by(sr.c.priority_deadline)
+            .limit(limit)
+        )
+        acks = await self._db.fetch_all(
+            sa.select(sr.c.id, sr.c.attempt, sr.c.ack_deadline, sr.c.offer_resends)
+            .where(*open_priority, sr.c.offer_acked_at.is_(None), sr.c.ack_deadline <= horizon)
+            .order_by(sr.c.ack_deadline)
+            .limit(limit)
+        )
+        due = [
+            Deadline("window", str(r["id"]), r["attempt"], 0, as_utc(r["priority_deadline"]).timestamp())
+            for r in windows
+        ]
+        due += [
+            Deadline("ack", str(r["id"]), r["attempt"], r["offer_resends"], as_utc(r["ack_deadline"]).timestamp())
+            for r in acks
+        ]
+        return due
 
     async def ids_where(self, *conditions: ColumnElement[bool]) -> list[tuple[str, int]]:
         rows = await self._db.fetch_all(sa.select(sr.c.id, sr.c.attempt).where(*conditions))
