@@ -11,7 +11,8 @@ from api.auth import Role
 from api.context import authenticate, provider_type_of, services
 from api.responses import read_json, typed
 from api.schemas import FavoriteBody
-from base.clock import iso, utc_now
+from api.statuses import seconds_since
+from base.clock import iso
 from presence.tracker import last_seen_of
 
 
@@ -32,7 +33,7 @@ async def list_favorites(request: Request) -> Response:
                 created_at=iso(favorite.created_at),
                 is_online=live[favorite.provider_id].is_online,
                 last_seen=iso(last_seen),
-                last_seen_seconds=max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+                last_seen_seconds=seconds_since(last_seen),
             )
         )
     return typed(schemas.Favorites(favorites=body))

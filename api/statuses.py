@@ -43,9 +43,14 @@ def status_json(
         name=mechanic.name,
         is_online=live.is_online,
         last_seen=iso(last_seen),
-        last_seen_seconds=max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None,
+        last_seen_seconds=seconds_since(last_seen),
         priority_booking=priority_booking,
     )
+
+
+def seconds_since(last_seen: datetime | None) -> int | None:
+    """What "last seen 2 hours ago" is computed from; None for a mechanic never seen."""
+    return max(0, int((utc_now() - last_seen).total_seconds())) if last_seen else None
 
 
 def _priority_booking(svc: Services, principal: Principal) -> bool | None:

@@ -46,14 +46,13 @@ class DeadlineKeeper:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._noted_elsewhere = asyncio.Event()
         self._signature = uuid.uuid4().hex  # this process's notes, which it need not hear back
-        self.expiry_events_enabled = False
         bus.subscribe(bus.expired_channel, self._on_expired)
         bus.subscribe(channel, self._on_note)
         bus.on_reconnect(self.recover)
 
     async def recover(self) -> None:
         """Re-enable expiry events and rebuild window keys from the database (overdue ones fall back now)."""
-        self.expiry_events_enabled = await self._bus.enable_expiry_events()
+        await self._bus.enable_expiry_events()
         count = await self._dispatcher.rearm_windows()
         if count:
             log.info("re-armed %d priority windows from the database", count)

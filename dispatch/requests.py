@@ -233,10 +233,6 @@ class Requests:
             request_id=request_id, mechanic_id=mechanic_id, reason=reason
         )
 
-    async def record(self, request_id: str, note: Note) -> None:
-        """An event that changes no state (a broadcast went out)."""
-        await self._db.execute(self._event(request_id, note))
-
     async def _record(self, request: SessionRequest, notes: Sequence[Note]) -> None:
         if len(notes) == 1:
             await self._db.execute(self._event(request.id, notes[0]))

@@ -29,10 +29,5 @@ class Windows:
         await self._redis.set(self.keys.window(request.id, request.attempt), "1", pxat=deadline_ms)
         return True
 
-    async def touch(self, request_id: str, attempt: int) -> bool:
-        """Look the key up, which makes Redis expire it (and fire `expired`) if its time has come. True while it
-        still exists."""
-        return bool(await self._redis.exists(self.keys.window(request_id, attempt)))
-
     async def close(self, request_id: str, attempt: int = PRIORITY_ATTEMPT) -> None:
         await self._redis.delete(self.keys.window(request_id, attempt))
