@@ -19,9 +19,7 @@ from dispatch.wording import customer_message
 
 
 async def request_view(svc: Services, request: SessionRequest) -> schemas.SessionRequest:
-    names = await svc.dispatcher.requests.names_of(
-        [i for i in (request.preferred_mechanic_id, request.mechanic_id) if i]
-    )
+    names = await svc.mechanics.names([i for i in (request.preferred_mechanic_id, request.mechanic_id) if i])
     return schemas.SessionRequest(
         id=request.id,
         status=request.status.value,

@@ -72,8 +72,13 @@ class BenchClient:
                         self.arrivals.record()
                 elif '"heartbeat_ack"' in text:
                     self.acks.put_nowait(None)
-                elif self.arrivals is not None and self.arrivals.marker in text:
-                    self.arrivals.record()
+                else:
+                    if self.arrivals is not None and self.arrivals.marker in text:
+                        self.arrivals.record()
+                    if self.kind is Kind.OURS and text.startswith('{"type":"offer"'):
+                        # As the apps do: an unacked priority offer is resent, then falls back.
+                        offer_id = json.loads(text)["offer_id"]
+                        await self.ws.send(json.dumps({"type": "ack", "offer_id": offer_id}))
         except ConnectionClosed:
             return
 

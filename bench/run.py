@@ -39,6 +39,7 @@ from api.database import migrate, open_database
 from base.clock import utc_now
 from base.stats import percentile
 from base.tables import mechanics
+from bench.booking_latency import Booking, burst, create_bare_table, http_post, postgres_database, reachable
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.fallback_lateness import fill
 from bench.fallback_lateness import measure as measure_fallback
@@ -72,6 +73,10 @@ class Server:
     @property
     def rss(self) -> int:
         return int(psutil.Process(self.process.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -153,8 +158,7 @@ class Ours:
         return {"Authorization": f"Bearer {token}"}
 
 
-async def prepare_ours(redis_url: str, workdir: str, count: int) -> Ours:
-    database_url = f"sqlite:///{workdir}/bench.db"
+async def prepare_ours(redis_url: str, database_url: str, count: int) -> Ours:
     await asyncio.to_thread(migrate, database_url)
     ids = [str(uuid.uuid4()) for _ in range(count)]
     database = open_database(database_url)
@@ -279,43 +283,53 @@ def _parse_wrk(output: str) -> dict[str, float]:
 # 5. Offer latency
 
 
-async def offer_latency(ours: Ours, server: Server, bookings: int) -> dict[str, float]:
-    favorites = ours.mechanic_ids[:bookings]
-    clients = await connect_many(Kind.OURS, ours.urls([server], bookings))
-    for client in clients:
-        # Only the priority offer counts: a connecting device is also greeted with the open broadcasts.
-        client.arrivals = Arrivals(expected=1, marker='"kind":"priority"')
-        client.arrivals.done.clear()
-    sent: dict[int, float] = {}
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{server.port}", timeout=30, limits=httpx.Limits(max_connections=bookings)
-    ) as http:
-        # Requests built and connections opened before the clock starts: latency runs from the moment each
-        # booking is sent until its priority offer is on the favorite's socket.
-        requests = [
-            http.build_request(
-                "POST",
-                "/api/session-requests",
-                json={"session_type": "video", "plan_code": "quick", "routing": "priority", "preferred_mechanic_id": f},
-                headers=ours.customer(),
-            )
-            for f in favorites
+BOOKING_ROUNDS = 3  # measured bursts per server, after one warm-up burst; the median of each figure is reported
+
+
+async def offer_latency(redis_url: str, database_url: str, bookings: int) -> dict[str, Any]:
+    """Concurrent "Book Again" bookings on one database: favdispatch, then the bare booking server."""
+    ours = await prepare_ours(redis_url, database_url, bookings)
+    await create_bare_table(database_url)
+    body = {"session_type": "video", "plan_code": "quick", "routing": "priority"}
+    result: dict[str, Any] = {}
+    server = ours.start()
+    async with running(server):
+        clients = await connect_many(Kind.OURS, ours.urls([server], bookings))
+        result["ours"] = await _bursts(server, "/api/session-requests", clients, ours, body)
+        await close_many(clients)
+    bare = spawn(["-m", "bench.peers.bare_booking", "{port}", database_url, redis_url, ours.secret])
+    async with running(bare):
+        clients = await connect_many(Kind.BARE, [f"ws://127.0.0.1:{bare.port}/ws/{m}" for m in ours.mechanic_ids])
+        result["bare"] = await _bursts(bare, "/book", clients, ours, body)
+        await close_many(clients)
+    return result
+
+
+async def _bursts(
+    server: Server, path: str, favorites: list[BenchClient], ours: Ours, body: dict[str, str]
+) -> dict[str, float]:
+    """One warm-up burst, then BOOKING_ROUNDS measured ones (each booking by a customer of its own)."""
+    rounds = []
+    for _ in range(1 + BOOKING_ROUNDS):
+        bookings = [
+            Booking(http_post(path, ours.customer(), {**body, "preferred_mechanic_id": m}), favorite)
+            for m, favorite in zip(ours.mechanic_ids, favorites, strict=True)
         ]
-        await asyncio.gather(*(http.get("/healthz") for _ in range(bookings)))
+        rounds.append(await burst(server.port, bookings, "/healthz", server.cpu_seconds))
+    measured = rounds[1:]
+    return {key: statistics.median(r[key] for r in measured) for key in measured[0]}
 
-        async def book(n: int) -> None:
-            sent[n] = time.perf_counter()
-            response = await http.send(requests[n])
-            response.raise_for_status()
 
-        await asyncio.gather(*(book(n) for n in range(bookings)))
-        await asyncio.gather(*(c.arrivals.done.wait() for c in clients if c.arrivals))
-    latencies = [
-        max(0.0, (clients[n].arrivals.times[0] - sent[n]) * 1000)
-        for n in range(bookings)  # type: ignore[union-attr]
-    ]
-    await close_many(clients)
-    return {"bookings": bookings, "p50_ms": round(pct(latencies, 0.5), 1), "p99_ms": round(pct(latencies, 0.99), 1)}
+async def bookings_phase(redis_url: str, workdir: str, postgres_admin_url: str, bookings: int) -> dict[str, Any]:
+    """Offer latency on SQLite and, where it answers, on PostgreSQL (a database of the benchmark's own)."""
+    results: dict[str, Any] = {"sqlite": await offer_latency(redis_url, f"sqlite:///{workdir}/bookings.db", bookings)}
+    why_not = await reachable(postgres_admin_url)
+    if why_not is None:
+        async with postgres_database(postgres_admin_url, f"favdispatch_bench_{uuid.uuid4().hex[:8]}") as url:
+            results["postgresql"] = await offer_latency(redis_url, url, bookings)
+    else:
+        results["postgresql"] = {"skipped": f"PostgreSQL not reachable at {postgres_admin_url} ({why_not})"}
+    return results
 
 
 @asynccontextmanager
@@ -334,22 +348,33 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput phase")
     parser.add_argument("--windows", type=int, default=1000, help="pending windows in the fallback phase")
     parser.add_argument("--other-keys", type=int, default=1_000_000)
+    parser.add_argument("--bookings", type=int, default=100, help="concurrent bookings in the offer-latency phase")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server where the benchmark may create (and then drop) a database of its own",
+    )
+    parser.add_argument("--only", choices=["bookings"], help="run one phase and print its figures")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.connections, args.heartbeat_clients, args.seconds, args.windows, args.other_keys = 300, 50, 2, 100, 10_000
     n = args.connections
+    if args.only == "bookings":
+        with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+            print(json.dumps(await bookings_phase(redis.url, workdir, args.postgres, args.bookings), indent=2))
+        return
     results: dict[str, Any] = {
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "connections": n,
     }
-    steps = tqdm(total=7, desc="benchmarks")
+    steps = tqdm(total=8, desc="benchmarks")
     with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
         results["machine"]["redis"] = subprocess.run(
             [redis_binary(), "--version"], capture_output=True, text=True
         ).stdout.split()[2]
-        ours = await prepare_ours(redis.url, workdir, max(n, 100))
+        ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", n)
 
         # 1-3 on one process each
         memory: dict[str, Any] = {}
@@ -424,10 +449,13 @@ async def main() -> None:
             status["ours"] = http_load(f"{base}/{ours.mechanic_ids[0]}/status", headers, args.seconds)
             status["ours_never_seen"] = http_load(f"{base}/{ours.mechanic_ids[-1]}/status", headers, args.seconds)
             await close_many(online)
-            results["offer_latency"] = await offer_latency(ours, server, 100)
         route = spawn(["-m", "bench.peers.bare_route", "{port}"])
         async with running(route):
             status["bare"] = http_load(f"http://127.0.0.1:{route.port}/status", {}, args.seconds)
+        steps.update(1)
+
+        # 5. offer latency, favdispatch and the bare booking server, on SQLite and PostgreSQL
+        results["offer_latency"] = await bookings_phase(redis.url, workdir, args.postgres, args.bookings)
         steps.update(1)
 
         # 6. fallback lateness, empty Redis then beside a million expiring keys
@@ -448,6 +476,30 @@ async def main() -> None:
     table = render(results)
     (ROOT / "docs" / "benchmarks.md").write_text(table)
     print(table)
+
+
+def _offer_latency_lines(latency: dict[str, Any]) -> list[str]:
+    lines = [
+        "Offer latency, booking sent → priority offer on the favorite's socket: concurrent bookings on pre-opened "
+        f"connections, median of {BOOKING_ROUNDS} bursts after a warm-up burst; CPU is the server process's.",
+        "",
+        "| Database | favdispatch p50 / p99 (ms) | bare p50 / p99 (ms) | p99 ratio (target ≤ 3×) | "
+        "CPU ms per booking, favdispatch / bare |",
+        "|---|---|---|---|---|",
+    ]
+    for database, found in latency.items():
+        if "skipped" in found:
+            lines.append(f"| {database} | {found['skipped']} | | | |")
+            continue
+        ours, bare = found["ours"], found["bare"]
+        ratio = ours["p99_ms"] / bare["p99_ms"]
+        verdict = "met" if ratio <= 3 else "**missed**"
+        lines.append(
+            f"| {database} ({ours['bookings']} bookings) | {ours['p50_ms']} / {ours['p99_ms']} | "
+            f"{bare['p50_ms']} / {bare['p99_ms']} | {ratio:.2f}× ({verdict}) | "
+            f"{ours['cpu_ms_per_booking']} / {bare['cpu_ms_per_booking']} |"
+        )
+    return lines
 
 
 def _lateness(values: list[float]) -> dict[str, float]:
@@ -498,7 +550,7 @@ def render(r: dict[str, Any]) -> str:
             fan["ours"]["deliveries_per_s"],
             fan["bare"]["deliveries_per_s"],
             fan["socketio"]["deliveries_per_s"],
-            "≥ 0.7× bare",
+            "≥ 0.9× bare",
             ratio(fan["ours"]["deliveries_per_s"], fan["bare"]["deliveries_per_s"]),
         ),
         (
@@ -514,7 +566,7 @@ def render(r: dict[str, Any]) -> str:
             beats["ours"]["heartbeats_per_s"],
             beats["bare"]["heartbeats_per_s"],
             beats["socketio"]["heartbeats_per_s"],
-            "≥ 0.5× bare echo",
+            "≥ 0.7× bare echo",
             ratio(beats["ours"]["heartbeats_per_s"], beats["bare"]["heartbeats_per_s"]),
         ),
         (
@@ -560,15 +612,12 @@ def render(r: dict[str, Any]) -> str:
         f"({ratio(two, fan['ours']['deliveries_per_s'])} of one process; target ≥ 0.5×), "
         f"p99 {fan['ours_two_processes']['p99_ms']} ms.",
         "",
-        f"Offer latency, booking sent → priority offer on the favorite's socket (requests built and connections "
-        f"opened before the clock starts), {r['offer_latency']['bookings']} concurrent bookings: "
-        f"p50 {r['offer_latency']['p50_ms']} ms, p99 {r['offer_latency']['p99_ms']} ms. Target: ≤ 3× a bare booking "
-        "server in the same run, which this run does not yet measure.",
+        *_offer_latency_lines(r["offer_latency"]),
         "",
         f"Fallback lateness, deadline → broadcast offer on a socket, {fl['windows']} pending windows: "
         f"empty Redis p50 {fl['empty']['p50_ms']} ms / p99 {fl['empty']['p99_ms']} ms; beside {fl['other_keys']:,} "
         f"other expiring keys p50 {fl['million_keys']['p50_ms']} ms / p99 {fl['million_keys']['p99_ms']} ms "
-        f"(target p99 ≤ 50 ms with the million keys).",
+        f"(target p99 ≤ 15 ms with the million keys).",
         "",
         "## Reading the numbers",
         "",
@@ -578,9 +627,10 @@ def render(r: dict[str, Any]) -> str:
         "share one Redis pipeline; the bare echo server touches no Redis at all.",
         "- Status endpoint: load from wrk (a C load generator); favdispatch answers from memory (a cached JWT "
         "verification, a cached mechanic, the presence replica): no Redis or database round trip per request.",
-        "- Offer latency: measured on SQLite, where 100 bookings in flight queue behind each other on the one "
-        "database connection; the same bookings through the use cases in one process take 0.7 s in all, so most of "
-        "this is the HTTP path under concurrency (not yet profiled).",
+        "- Offer latency: the lean client writes each pre-built booking on its own pre-opened keep-alive "
+        "connection; the apps' sockets ack each offer, as the real apps do (an unacked priority offer is resent), "
+        "so CPU per booking includes its ack. The bare booking server has no routing, window, event log or "
+        "exactly-once: what a booking costs above it is those.",
         "- The python-socketio peer routes every emit, heartbeat answers included, through its Redis manager; under "
         "this load it logged `Cannot publish to redis... retrying`, which is part of what it costs.",
         "",

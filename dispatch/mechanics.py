@@ -98,6 +98,16 @@ class Mechanics:
                 found.append(mechanic)
         return found
 
+    async def names(self, mechanic_ids: list[str]) -> dict[str, str]:
+        """Names by id, deleted mechanics included (a request's history keeps its names): live ones from the
+        cache, the database asked only for the rest."""
+        names = {m.id: m.name for m in await self.get_many(mechanic_ids)}
+        gone = [i for i in mechanic_ids if i and i not in names and canonical_id(i) is not None]
+        if gone:
+            rows = await self._db.fetch_all(sa.select(mechanics.c.id, mechanics.c.name).where(mechanics.c.id.in_(gone)))
+            names.update((str(r["id"]), r["name"]) for r in rows)
+        return names
+
     async def delete(self, mechanic_id: str) -> Mechanic:
         """Soft-delete; raises MechanicNotFound if there was nothing to delete."""
         canonical = canonical_id(mechanic_id)

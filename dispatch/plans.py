@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -19,14 +20,27 @@ class Plan:
     currency: str
 
 
+# Plans change by migration or by hand in the database, never per booking: every booking reads them, so each process
+# keeps the active ones for this long.
+CACHE_TTL_S = 30.0
+
+
 class Plans:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._active: dict[str, Plan] = {}
+        self._fresh_until = 0.0
 
     async def get(self, code: str) -> Plan:
         """An active plan, or InvalidInput naming the ones that exist."""
-        row = await self._db.fetch_one(sa.select(plans).where(plans.c.code == code, plans.c.active.is_(True)))
-        if row is None:
-            codes = [r["code"] for r in await self._db.fetch_all(sa.select(plans.c.code).where(plans.c.active))]
-            raise InvalidInput(f"plan_code must be one of: {', '.join(sorted(codes))}.")
-        return Plan(code=row["code"], name=row["name"], amount_cents=row["amount_cents"], currency=row["currency"])
+        if time.monotonic() >= self._fresh_until:
+            rows = await self._db.fetch_all(sa.select(plans).where(plans.c.active.is_(True)))
+            self._active = {
+                r["code"]: Plan(code=r["code"], name=r["name"], amount_cents=r["amount_cents"], currency=r["currency"])
+                for r in rows
+            }
+            self._fresh_until = time.monotonic() + CACHE_TTL_S
+        plan = self._active.get(code)
+        if plan is None:
+            raise InvalidInput(f"plan_code must be one of: {', '.join(sorted(self._active))}.")
+        return plan

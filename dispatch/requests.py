@@ -21,7 +21,6 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from base.clock import as_utc, utc_now
 from base.errors import RequestNotFound
 from base.ids import canonical_id
-from base.tables import mechanics
 from dispatch.events import Event
 from dispatch.models import EventKind, Phase, SessionRequest, Status
 from dispatch.sql import insert_ignoring_conflict
@@ -168,14 +167,6 @@ class Requests:
             for r in rows
         ]
 
-    async def names_of(self, mechanic_ids: list[str]) -> dict[str, str]:
-        """Names of mechanics, deleted ones included (a request's history keeps its names)."""
-        ids = [i for i in mechanic_ids if i]
-        if not ids:
-            return {}
-        rows = await self._db.fetch_all(sa.select(mechanics.c.id, mechanics.c.name).where(mechanics.c.id.in_(ids)))
-        return {str(r["id"]): r["name"] for r in rows}
-
     # Writing
 
     async def dismiss_favorite_prompt(self, request_id: str) -> None:
@@ -189,7 +180,7 @@ class Requests:
         """Never offer this request to this mechanic again, with its event, atomically."""
         async with self._db.transaction():
             await self._db.execute(self.exclusion(request_id, mechanic_id, reason))
-            await self._db.execute(self._event(request_id, note))
+            await self._db.execute(request_events.insert().values(self._event_values(request_id, note, utc_now())))
 
     async def insert(self, values: dict[str, Any], notes: Notes) -> SessionRequest | None:
         """Store a new request with its first events; None when its Checkout Session already made one."""
@@ -234,16 +225,12 @@ class Requests:
         )
 
     async def _record(self, request: SessionRequest, notes: Sequence[Note]) -> None:
-        if len(notes) == 1:
-            await self._db.execute(self._event(request.id, notes[0]))
-        elif notes:
+        """Every note in one multi-row INSERT (one statement shape per count of notes, compiled once)."""
+        if notes:
             now = utc_now()
-            await self._db.execute_many(
-                request_events.insert(), [self._event_values(request.id, note, now) for note in notes]
+            await self._db.execute(
+                request_events.insert().values([self._event_values(request.id, note, now) for note in notes])
             )
-
-    def _event(self, request_id: str, note: Note) -> sa.Insert:
-        return request_events.insert().values(**self._event_values(request_id, note, utc_now()))
 
     @staticmethod
     def _event_values(request_id: str, note: Note, at: Any) -> dict[str, Any]:
