@@ -16,11 +16,23 @@ ERROR_TEXT = {
     402: "Payments are on: book through checkout.",
     403: "The token's role may not do this.",
     404: "Not found (unknown, deleted or malformed id).",
-    409: "The request is in a state that does not allow this.",
+    409: "A conflict: the request's state does not allow this, you already have an open request for this "
+    "favorite (`request_already_open`, with its `request_id`), or an Idempotency-Key is in use.",
     413: "The body is larger than MAX_BODY_BYTES.",
     422: "Invalid body or parameters; the message names the field.",
     502: "Stripe refused or could not be reached.",
     503: "Redis or the database is unreachable.",
+}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Stripe's convention: the same key and body within 24 hours answer the first result (with "
+    "`Idempotent-Replayed: true`); the same key with another body is 422 `idempotency_key_reused`; a key whose "
+    "first request is still running is 409 `idempotency_key_in_use`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
 
@@ -37,6 +49,7 @@ class Operation:
     media_type: str = "application/json"
     errors: tuple[int, ...] = ()
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    idempotent: bool = False  # honours an Idempotency-Key header
 
 
 ANY = ("customer", "mechanic", "admin")
@@ -172,7 +185,25 @@ OPERATIONS = (
         body=schemas.BookingBody,
         response=schemas.SessionRequest,
         status=201,
-        errors=(401, 402, 403, 404, *BODY_ERRORS),
+        errors=(401, 402, 403, 404, 409, *BODY_ERRORS),
+        idempotent=True,
+    ),
+    Operation(
+        "get",
+        "/api/customer/session-requests",
+        "Your requests, newest first: `open` (pending or accepted, the default) or `recent` (any status).",
+        CUSTOMER,
+        response=schemas.SessionRequests,
+        errors=(401, 403, 422),
+        query={"status": {"enum": ["open", "recent"]}},
+    ),
+    Operation(
+        "get",
+        "/api/mechanic/sessions",
+        "Your accepted sessions not yet completed, oldest first (the socket greets with the same).",
+        MECHANIC,
+        response=schemas.MechanicSessions,
+        errors=(401, 403),
     ),
     Operation(
         "get",
@@ -214,6 +245,7 @@ OPERATIONS = (
         body=schemas.BookingBody,
         response=schemas.CheckoutCreated,
         errors=(401, 403, 404, 409, *BODY_ERRORS, 502),
+        idempotent=True,
     ),
     Operation(
         "post",
@@ -265,6 +297,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         for name in _path_params(op.path)
     ]
     parameters += [{"name": name, "in": "query", "schema": schema} for name, schema in op.query.items()]
+    if op.idempotent:
+        parameters.append(IDEMPOTENCY_KEY)
     if parameters:
         described["parameters"] = parameters
     if op.body is not None:

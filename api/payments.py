@@ -16,6 +16,7 @@ from starlette.routing import Route
 from api import schemas
 from api.auth import Role
 from api.context import authenticate, new_request_from, services
+from api.idempotency import once
 from api.responses import read_body, read_json, typed
 from api.runtime import Services
 from api.schemas import BookingBody
@@ -38,16 +39,23 @@ PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_suc
 async def checkout(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
     svc = services(request)
-    if svc.stripe is None:
+    stripe = svc.stripe
+    if stripe is None:
         raise PaymentsDisabled()
-    new = new_request_from(principal, await read_json(request, BookingBody))
-    prepared = await svc.dispatcher.prepare(new)
-    routing_type = RoutingType.BROADCAST if prepared.routing is Routing.BROADCAST else RoutingType.PRIORITY_BROADCAST
-    plan = await svc.plans.get(prepared.plan_code)
-    metadata = metadata_for(new, routing_type.value, prepared.arm.value)
-    session_id, url = await svc.stripe.create_checkout(plan, principal.sub, metadata)
-    # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
-    return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))
+
+    async def create() -> Response:
+        new = new_request_from(principal, await read_json(request, BookingBody))
+        prepared = await svc.dispatcher.prepare(new)
+        await svc.dispatcher.refuse_second_open_request(prepared)
+        routing = prepared.routing
+        routing_type = RoutingType.BROADCAST if routing is Routing.BROADCAST else RoutingType.PRIORITY_BROADCAST
+        plan = await svc.plans.get(prepared.plan_code)
+        metadata = metadata_for(new, routing_type.value, prepared.arm.value)
+        session_id, url = await stripe.create_checkout(plan, principal.sub, metadata)
+        # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
+        return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))
+
+    return await once(request, svc.database, principal.sub, svc.settings.max_body_bytes, create)
 
 
 async def webhook(request: Request) -> Response:

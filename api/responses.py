@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from base.errors import BodyTooLarge, FavdispatchError, InternalError, InvalidInput, InvalidToken
+from base.errors import BodyTooLarge, Conflict, FavdispatchError, InternalError, InvalidInput, InvalidToken
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,19 @@ def typed(body: msgspec.Struct, status_code: int = 200) -> Response:
     return Response(_encode(body), status_code=status_code, media_type="application/json")
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
+    body = {"error": code, "message": message}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes; read once per request (an
+    Idempotency-Key fingerprints it before the handler decodes it)."""
+    kept: bytes | None = getattr(request.state, "body", None)
+    if kept is not None:
+        return kept
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"The body may be at most {limit} bytes.")
@@ -45,7 +52,8 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise BodyTooLarge(f"The body may be at most {limit} bytes.")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = request.state.body = b"".join(chunks)
+    return body
 
 
 async def read_json(request: Request, body_type: type[T]) -> T:
@@ -61,7 +69,7 @@ async def read_json(request: Request, body_type: type[T]) -> T:
 
 async def _known_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FavdispatchError)
-    response = error(exc.status, exc.code, exc.message)
+    response = error(exc.status, exc.code, exc.message, exc.request_id if isinstance(exc, Conflict) else None)
     if isinstance(exc, InvalidToken):
         response.headers["WWW-Authenticate"] = "Bearer"
     return response

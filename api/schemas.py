@@ -40,9 +40,10 @@ class MechanicBody(msgspec.Struct, frozen=True):
 Timestamp = Annotated[str, msgspec.Meta(description="ISO-8601 UTC with milliseconds")]
 
 
-class Error(msgspec.Struct, frozen=True):
+class Error(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str
     message: str
+    request_id: str | None = None  # the request a conflict is about (request_already_open)
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -147,6 +148,20 @@ class SessionRequest(msgspec.Struct, frozen=True):
 
 class SessionRequests(msgspec.Struct, frozen=True):
     requests: list[SessionRequest]
+
+
+class AssignedSession(msgspec.Struct, frozen=True):
+    """An accepted session, as the socket's `assigned` frame tells it, with its plan."""
+
+    request_id: str
+    customer_name: str
+    session_type: str
+    plan_code: str
+    accepted_at: str | None
+
+
+class MechanicSessions(msgspec.Struct, frozen=True):
+    sessions: list[AssignedSession]
 
 
 class Event(msgspec.Struct, frozen=True):

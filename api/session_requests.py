@@ -9,13 +9,17 @@ from starlette.routing import Route
 from api import schemas
 from api.auth import Role
 from api.context import authenticate, new_request_from, services
+from api.idempotency import once
 from api.responses import read_json, typed
 from api.runtime import Services
 from api.schemas import BookingBody
 from base.clock import iso
-from base.errors import PaymentRequired, RequestNotFound
+from base.errors import InvalidInput, PaymentRequired, RequestNotFound
 from dispatch.models import SessionRequest, Status
+from dispatch.offers import assigned_frame
 from dispatch.wording import customer_message
+
+LIST_LIMIT = 50
 
 
 async def request_view(svc: Services, request: SessionRequest) -> schemas.SessionRequest:
@@ -59,12 +63,46 @@ async def _favorite_prompt(
 
 async def create_request(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
-    body = await read_json(request, BookingBody)
     svc = services(request)
-    if svc.settings.payments_enabled:
-        raise PaymentRequired()
-    created = await svc.dispatcher.book(new_request_from(principal, body))
-    return typed(await request_view(svc, created), status_code=201)
+
+    async def book() -> Response:
+        body = await read_json(request, BookingBody)
+        if svc.settings.payments_enabled:
+            raise PaymentRequired()
+        created = await svc.dispatcher.book(new_request_from(principal, body))
+        return typed(await request_view(svc, created), status_code=201)
+
+    return await once(request, svc.database, principal.sub, svc.settings.max_body_bytes, book)
+
+
+async def list_own_requests(request: Request) -> Response:
+    """The customer's open requests (pending or accepted) or their most recent ones, newest first: what a
+    reloaded console shows as "Your request"."""
+    principal = authenticate(request, Role.CUSTOMER)
+    which = request.query_params.get("status", "open")
+    if which not in ("open", "recent"):
+        raise InvalidInput("status must be one of: open, recent.")
+    svc = services(request)
+    found = await svc.dispatcher.requests.of_customer(principal.sub, open_only=which == "open", limit=LIST_LIMIT)
+    return typed(schemas.SessionRequests(requests=[await request_view(svc, r) for r in found]))
+
+
+async def list_own_sessions(request: Request) -> Response:
+    """The mechanic's accepted sessions not yet completed, oldest first (the socket greets with the same)."""
+    principal = authenticate(request, Role.MECHANIC)
+    svc = services(request)
+    assigned = await svc.dispatcher.requests.assigned_to(principal.sub, LIST_LIMIT)
+    sessions = [
+        schemas.AssignedSession(
+            request_id=frame.request_id,
+            customer_name=frame.customer_name,
+            session_type=frame.session_type,
+            plan_code=r.plan_code,
+            accepted_at=frame.accepted_at,
+        )
+        for r, frame in ((r, assigned_frame(r)) for r in assigned)
+    ]
+    return typed(schemas.MechanicSessions(sessions=sessions))
 
 
 async def get_request(request: Request) -> Response:
@@ -98,6 +136,8 @@ async def dismiss_favorite_prompt(request: Request) -> Response:
 
 routes = [
     Route("/api/session-requests", create_request, methods=["POST"]),
+    Route("/api/customer/session-requests", list_own_requests),
+    Route("/api/mechanic/sessions", list_own_sessions),
     Route("/api/session-requests/{request_id}", get_request),
     Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),
     Route("/api/session-requests/{request_id}/complete", complete_request, methods=["POST"]),

@@ -87,6 +87,21 @@ class RequestNotCancellable(Conflict):
     default_message = "This request can no longer be cancelled."
 
 
+class RequestAlreadyOpen(Conflict):
+    code = "request_already_open"
+    default_message = "You already have an open request for this favorite: follow it, or cancel it to book again."
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+    default_message = "A request with this Idempotency-Key is still being processed: retry shortly."
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used with another request body (keys are kept for 24 hours)."
+
+
 class RequestNotCompletable(Conflict):
     code = "request_not_completable"
     default_message = "Only an accepted request can be completed."

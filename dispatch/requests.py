@@ -29,6 +29,7 @@ from dispatch.tables import request_events, request_exclusions, session_requests
 sr = session_requests
 
 MAX_DETAIL = 500
+OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,31 @@ class Requests:
     async def open_requests(self, limit: int = 200) -> list[SessionRequest]:
         """Pending and accepted requests, newest first: what operations watches."""
         rows = await self._db.fetch_all(
-            sa.select(sr)
-            .where(sr.c.status.in_([Status.PENDING.value, Status.ACCEPTED.value]))
-            .order_by(sr.c.created_at.desc())
-            .limit(limit)
+            sa.select(sr).where(sr.c.status.in_(OPEN_STATUSES)).order_by(sr.c.created_at.desc()).limit(limit)
         )
         return [SessionRequest.from_row(row) for row in rows]
+
+    async def of_customer(self, customer_id: str, *, open_only: bool, limit: int) -> list[SessionRequest]:
+        """A customer's requests, newest first: the open ones (pending or accepted), or the latest of any status."""
+        query = sa.select(sr).where(sr.c.customer_id == customer_id)
+        if open_only:
+            query = query.where(sr.c.status.in_(OPEN_STATUSES))
+        rows = await self._db.fetch_all(query.order_by(sr.c.created_at.desc()).limit(limit))
+        return [SessionRequest.from_row(row) for row in rows]
+
+    async def open_for_favorite(self, customer_id: str, mechanic_id: str) -> SessionRequest | None:
+        """The customer's open request for this favorite, if any (at most one: see the tables)."""
+        row = await self._db.fetch_one(
+            sa.select(sr)
+            .where(
+                sr.c.customer_id == customer_id,
+                sr.c.preferred_mechanic_id == mechanic_id,
+                sr.c.status.in_(OPEN_STATUSES),
+            )
+            .order_by(sr.c.created_at.desc())
+            .limit(1)
+        )
+        return SessionRequest.from_row(row) if row is not None else None
 
     async def offerable_to(self, mechanic_id: str, limit: int) -> list[SessionRequest]:
         """Pending requests a mechanic may take: their priority requests and every broadcast they were not

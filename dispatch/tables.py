@@ -17,6 +17,10 @@ favorites = sa.Table(
     sa.PrimaryKeyConstraint("customer_id", "provider_id", name="uq_favorites_customer_provider"),
 )
 
+OPEN_FAVORITE = (
+    "status IN ('pending', 'accepted') AND preferred_mechanic_id IS NOT NULL AND checkout_session_id IS NULL"
+)
+
 session_requests = sa.Table(
     "session_requests",
     metadata,
@@ -61,6 +65,16 @@ session_requests = sa.Table(
     ),
     sa.Index("idx_session_requests_open_deadlines", "status", "phase", "priority_deadline"),
     sa.Index("idx_session_requests_customer", "customer_id", "created_at"),
+    # At most one open request per customer and favorite ("Book Again" twice is one booking). Paid bookings are
+    # checked at checkout instead: a paid booking is never refused.
+    sa.Index(
+        "uq_session_requests_open_favorite",
+        "customer_id",
+        "preferred_mechanic_id",
+        unique=True,
+        postgresql_where=sa.text(OPEN_FAVORITE),
+        sqlite_where=sa.text(OPEN_FAVORITE),
+    ),
 )
 
 request_events = sa.Table(
@@ -105,4 +119,16 @@ stripe_events = sa.Table(
     sa.Column("checkout_session_id", sa.String(255), nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("outcome", sa.String(30), nullable=False),
+)
+
+# Idempotency-Key (Stripe's convention): the first answer to a key, replayed for the same key and body for 24 hours.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),  # the token's subject: keys are per user
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256 of method, path and body
+    sa.Column("status_code", sa.Integer, nullable=True),  # None while the first request is being processed
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ClauseElement
 
 from base.clock import utc_now
-from base.errors import NotYourRequest, OfferUnavailable, RequestNotCancellable, RequestNotCompletable, RequestNotFound
+from base.errors import (
+    NotYourRequest,
+    OfferUnavailable,
+    RequestAlreadyOpen,
+    RequestNotCancellable,
+    RequestNotCompletable,
+    RequestNotFound,
+)
 from base.ids import canonical_id
 from delivery.close_codes import CloseCode
 from dispatch import frames
@@ -102,11 +109,22 @@ class Dispatcher:
         return prepared
 
     async def book(self, new: NewRequest) -> SessionRequest:
-        """Create a request and start routing it."""
-        request = await self.insert(await self.prepare(new))
-        assert request is not None  # no Checkout Session, so no conflict
+        """Create a request and start routing it: at most one open request per customer and favorite."""
+        prepared = await self.prepare(new)
+        request = await self.insert(prepared)
+        if request is None:  # the database refused a second open request for this favorite
+            await self.refuse_second_open_request(prepared)
+            raise RequestAlreadyOpen()  # the first one closed meanwhile: the customer may simply retry
         await self.start_routing(request)
         return request
+
+    async def refuse_second_open_request(self, prepared: PreparedRequest) -> None:
+        """RequestAlreadyOpen, naming it, when the customer already has an open request for this favorite."""
+        if prepared.preferred is None:
+            return
+        already = await self.requests.open_for_favorite(prepared.customer_id, prepared.preferred.id)
+        if already is not None:
+            raise RequestAlreadyOpen(request_id=already.id)
 
     async def insert(self, prepared: PreparedRequest, checkout_session_id: str | None = None) -> SessionRequest | None:
         """Store a prepared request; None if one already exists for this Checkout Session.

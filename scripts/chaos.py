@@ -162,8 +162,6 @@ async def run(args: argparse.Namespace) -> list[str]:
         server = Server(env)
         await server.start()
         admin = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.ADMIN)}"}
-        customer_id = str(uuid.uuid4())
-        customer = {"Authorization": f"Bearer {mint_token(secret, sub=customer_id, role=Role.CUSTOMER)}"}
         stop = asyncio.Event()
         apps: list[App] = []
         tasks: list[asyncio.Task[None]] = []
@@ -183,7 +181,11 @@ async def run(args: argparse.Namespace) -> list[str]:
                         body: dict[str, str] = {"session_type": "video", "plan_code": "standard"}
                         if rng.random() < 0.5:
                             body |= {"routing": "priority", "preferred_mechanic_id": rng.choice(apps).mechanic_id}
-                        response = await http.post("/api/session-requests", json=body, headers=customer)
+                        # Each booking by a customer of its own: one may hold only one open request per favorite.
+                        customer = mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)
+                        response = await http.post(
+                            "/api/session-requests", json=body, headers={"Authorization": f"Bearer {customer}"}
+                        )
                         response.raise_for_status()
                         booked.append(response.json()["id"])
                 await asyncio.sleep(rng.uniform(0, args.window_s))

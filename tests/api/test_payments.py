@@ -234,3 +234,29 @@ async def test_metrics_count_webhook_outcomes(paying: Harness) -> None:
     await _deliver(paying, checkout_event(_metadata(paying)))
     body = (await paying.http.get("/metrics", headers=paying.admin)).text
     assert 'favdispatch_webhook_events_total{outcome="created"}' in body
+
+
+async def test_checkout_refuses_a_second_open_request_for_the_same_favorite(
+    paying: Harness, standin: StripeStandIn
+) -> None:
+    """A paid, still open request for Sam: a new checkout for Sam is 409 naming it, and Stripe is not called."""
+    sam = await paying.create_mechanic("Sam")
+    metadata = _metadata(paying, preferred_mechanic_id=sam, routing="priority", routing_type="priority_broadcast")
+    paid = (await _deliver(paying, checkout_event(metadata))).json()["request_id"]
+    body = {"session_type": "video", "plan_code": "quick", "routing": "priority", "preferred_mechanic_id": sam}
+    response = await paying.http.post("/api/checkout", json=body, headers=paying.customer)
+    assert response.status_code == 409
+    assert response.json()["error"] == "request_already_open" and response.json()["request_id"] == paid
+    assert standin.sessions == []
+
+
+async def test_checkout_with_an_idempotency_key_creates_one_stripe_session(
+    paying: Harness, standin: StripeStandIn
+) -> None:
+    """A retried checkout with the same key answers the same Checkout Session; Stripe is called once."""
+    body = {"session_type": "video", "plan_code": "quick", "routing": "broadcast"}
+    headers = {**paying.customer, "Idempotency-Key": "checkout-1"}
+    first = await paying.http.post("/api/checkout", json=body, headers=headers)
+    again = await paying.http.post("/api/checkout", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and len(standin.sessions) == 1

@@ -20,6 +20,12 @@ async def _accept(app: MechanicApp, request_id: str) -> None:
     await app.expect("accepted", request_id=request_id)
 
 
+async def _complete(harness: Harness, mechanic_id: str, request_id: str) -> None:
+    mechanic = harness.auth(harness.token(Role.MECHANIC, mechanic_id))
+    response = await harness.http.post(f"/api/session-requests/{request_id}/complete", headers=mechanic)
+    assert response.status_code == 200, response.text
+
+
 async def _book(harness: Harness, customer: dict[str, str], **body: Any) -> str:
     body = {"session_type": "video", "plan_code": "quick", **body}
     response = await harness.http.post("/api/session-requests", json=body, headers=customer)
@@ -36,14 +42,16 @@ async def test_kpis_on_a_known_data_set(harness: Harness) -> None:
     first = harness.auth(harness.token(Role.CUSTOMER, name="First"))
     second = harness.auth(harness.token(Role.CUSTOMER, name="Second"))
 
-    # 1. The favorite accepts.
+    # 1. The favorite accepts, and the session ends (one open request per customer and favorite).
     r1 = await _book(harness, first, routing="priority", preferred_mechanic_id=sam)
     await _accept(sam_app, r1)
+    await _complete(harness, sam, r1)
     # 2. The favorite declines; Alex takes the broadcast.
     r2 = await _book(harness, first, routing="priority", preferred_mechanic_id=sam)
     await sam_app.expect("offer", request_id=r2)
     await sam_app.send({"type": "decline", "request_id": r2})
     await _accept(alex_app, r2)
+    await _complete(harness, alex, r2)
     # 3. The favorite lets the window pass; Alex takes the broadcast.
     r3 = await _book(harness, second, routing="priority", preferred_mechanic_id=sam)
     await alex_app.expect("offer", request_id=r3, kind="broadcast", timeout=5)
