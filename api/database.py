@@ -24,6 +24,8 @@ from databases.backends.sqlite import CompilationContext, SQLiteBackend, SQLiteC
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.ddl import DDLElement
 
+from dispatch.sql import Prepared
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,11 +46,14 @@ class StatementCache:
 
     def __init__(self) -> None:
         self._by_shape: dict[Any, _Compiled] = {}
+        self._prepared: dict[ClauseElement, _Compiled] = {}  # by identity: shapes built once and kept
 
     def arguments(
         self, query: ClauseElement, compile_new: Callable[[ClauseElement, Any], _Compiled]
     ) -> tuple[_Compiled, list[Any]] | None:
         """The cached compilation of `query`'s shape and this call's arguments; None when it cannot be cached."""
+        if isinstance(query, Prepared):
+            return self._prepared_arguments(query, compile_new)
         if isinstance(query, DDLElement):
             return None
         key = query._generate_cache_key()
@@ -60,6 +65,18 @@ class StatementCache:
                 self._by_shape.clear()
             entry = self._by_shape[key.key] = compile_new(query, key)
         params = entry.compiled.construct_params(extracted_parameters=key.bindparams)
+        return entry, [processor(params[k]) if processor else params[k] for k, processor in entry.order]
+
+    def _prepared_arguments(
+        self, query: Prepared, compile_new: Callable[[ClauseElement, Any], _Compiled]
+    ) -> tuple[_Compiled, list[Any]]:
+        entry = self._prepared.get(query.statement)
+        if entry is None:
+            entry = compile_new(query.statement, None)
+            if any(b.expanding or b.literal_execute for b in entry.compiled.binds.values()):
+                raise TypeError("A Prepared statement must have a fixed shape (no expanding IN lists).")
+            self._prepared[query.statement] = entry
+        params = entry.compiled.construct_params(params=query.values)
         return entry, [processor(params[k]) if processor else params[k] for k, processor in entry.order]
 
 

@@ -88,12 +88,3 @@ class Favorites:
     async def forget_mechanic(self, mechanic_id: str) -> None:
         """A deleted mechanic disappears from every customer's favorites."""
         await self._db.execute(favorites.delete().where(favorites.c.provider_id == mechanic_id))
-
-    @staticmethod
-    def count_booking(customer_id: str, mechanic_id: str) -> sa.Update:
-        """An accepted booking with a favorite raises it in the list: a statement the accept commits with."""
-        return (
-            favorites.update()
-            .where(favorites.c.customer_id == customer_id, favorites.c.provider_id == mechanic_id)
-            .values(booking_count=favorites.c.booking_count + 1)
-        )

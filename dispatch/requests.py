@@ -1,15 +1,16 @@
 """The only code that writes session requests, their event log and their exclusions.
 
-Every change of a request is a `transition`: one conditional `UPDATE … RETURNING`, its event rows and whatever
-the same change must count (a favorite's booking count, an exclusion), committed in one transaction. Whichever
-caller's update returns the row owns the transition; a process that dies at any point leaves either all of it
-or none of it. The conditions make the races safe across processes: the database decides.
+Every change of a request is a `Change` (`dispatch/changes.py`): one conditional `UPDATE … RETURNING` (or the
+`INSERT` of a new request), its event rows and whatever the same change must count (a favorite's booking count,
+an exclusion), written atomically: one statement on PostgreSQL, one transaction on SQLite. Whichever caller's
+update returns the row owns the change; a process that dies at any point leaves either all of it or none of it.
+The conditions make the races safe across processes: the database decides.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,25 +22,17 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from base.clock import as_utc, utc_now
 from base.errors import RequestNotFound
 from base.ids import canonical_id
+from dispatch.changes import OVERDUE, Change, Note, param
 from dispatch.events import Event
-from dispatch.models import EventKind, Phase, SessionRequest, Status
-from dispatch.sql import insert_ignoring_conflict
+from dispatch.models import Phase, SessionRequest, Status
+from dispatch.sql import Prepared, insert_ignoring_conflict
 from dispatch.tables import request_events, request_exclusions, session_requests
 
 sr = session_requests
 
 MAX_DETAIL = 500
+_OVERDUE = sa.select(sr.c.id).where(sr.c.id == param("request_id"), *OVERDUE)
 OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
-
-
-@dataclass(frozen=True)
-class Note:
-    """One row of a request's event log."""
-
-    kind: EventKind
-    mechanic_id: str | None = None
-    attempt: int | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +44,11 @@ class Deadline:
     due_epoch: float
 
 
-Notes = Callable[[SessionRequest], Sequence[Note]]
-Also = Callable[[SessionRequest], Sequence[ClauseElement]]
-
-
 class Requests:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._one_statement = database.url.dialect == "postgresql"
+        self._shapes: dict[Change, _Built] = {}
 
     # Reading
 
@@ -163,8 +154,10 @@ class Requests:
         rows = await self._db.fetch_all(sa.select(sr.c.id, sr.c.attempt).where(*conditions))
         return [(str(r["id"]), int(r["attempt"])) for r in rows]
 
-    async def exists_where(self, *conditions: ColumnElement[bool]) -> bool:
-        return await self._db.fetch_one(sa.select(sr.c.id).where(*conditions)) is not None
+    async def is_overdue(self, request_id: str, attempt: int, now: datetime) -> bool:
+        """The priority offer of this attempt is still unacked past its ack deadline."""
+        values = {"request_id": request_id, "attempt": attempt, "now": now}
+        return await self._db.fetch_one(Prepared(_OVERDUE, values)) is not None
 
     async def excluded(self, request_id: str) -> tuple[str, ...]:
         rows = await self._db.fetch_all(
@@ -199,58 +192,66 @@ class Requests:
     async def exclude(self, request_id: str, mechanic_id: str, reason: str, note: Note) -> None:
         """Never offer this request to this mechanic again, with its event, atomically."""
         async with self._db.transaction():
-            await self._db.execute(self.exclusion(request_id, mechanic_id, reason))
+            await self._db.execute(
+                insert_ignoring_conflict(self._db, request_exclusions).values(
+                    request_id=request_id, mechanic_id=mechanic_id, reason=reason
+                )
+            )
             await self._db.execute(request_events.insert().values(self._event_values(request_id, note, utc_now())))
 
-    async def insert(self, values: dict[str, Any], notes: Notes) -> SessionRequest | None:
-        """Store a new request with its first events; None when its Checkout Session already made one."""
-        async with self._db.transaction():
-            row = await self._db.fetch_one(
-                insert_ignoring_conflict(self._db, sr).values(id=str(uuid.uuid4()), **values).returning(*sr.c)
-            )
-            if row is None:
-                return None
-            request = SessionRequest.from_row(row)
-            await self._record(request, notes(request))
-        return request
+    async def create(self, change: Change, values: Mapping[str, Any]) -> SessionRequest | None:
+        """Store a new request (`values` of every `CREATED_COLUMNS` but the id) with its first events; None when
+        a conflict refused it (its Checkout Session already made one, or an open request for this favorite)."""
+        return await self.apply(change, {**values, "id": str(uuid.uuid4())})
 
-    async def transition(
-        self,
-        request_id: str,
-        when: Sequence[ColumnElement[bool]],
-        values: dict[str, Any],
-        notes: Notes,
-        also: Also | None = None,
-    ) -> SessionRequest | None:
-        """Apply `values` if the request still matches `when`, with its events and side rows, atomically.
+    async def apply(self, change: Change, values: Mapping[str, Any]) -> SessionRequest | None:
+        """Make `change` with this call's `values`, its events and side rows, atomically.
 
-        Returns the request as changed, or None when the conditions no longer hold (someone else won).
+        Returns the request as changed, or None when its conditions no longer hold (someone else won).
+        PostgreSQL does it all in one statement (`WITH changed AS (UPDATE … RETURNING *), logged AS (INSERT INTO
+        request_events SELECT … FROM changed) …`): one round trip, and no event or side row unless the change
+        matched. SQLite runs the same statements in one transaction.
         """
+        values = {**values, "event_at": utc_now()}
+        if self._one_statement:
+            row = await self._db.fetch_one(Prepared(self._built(change).statement, values))
+            return SessionRequest.from_row(row) if row is not None else None
+        built = self._built(change)
         async with self._db.transaction():
-            row = await self._db.fetch_one(
-                sr.update().where(sr.c.id == request_id, *when).values(**values).returning(*sr.c)
-            )
+            row = await self._db.fetch_one(Prepared(built.statement, values))
             if row is None:
                 return None
-            request = SessionRequest.from_row(row)
-            await self._record(request, notes(request))
-            for statement in also(request) if also else ():
-                await self._db.execute(statement)
-        return request
+            changed = row._mapping
+            with_row = {**values, **{f"row_{column}": changed[column] for column in sr.c.keys()}}
+            for statement in built.after:
+                await self._db.execute(Prepared(statement, with_row))
+        return SessionRequest.from_row(row)
 
-    def exclusion(self, request_id: str, mechanic_id: str, reason: str) -> ClauseElement:
-        """A side row for `transition`: never offer this request to this mechanic again."""
-        return insert_ignoring_conflict(self._db, request_exclusions).values(
-            request_id=request_id, mechanic_id=mechanic_id, reason=reason
+    def _built(self, change: Change) -> _Built:
+        built = self._shapes.get(change)
+        if built is None:
+            built = self._shapes[change] = self._build(change)
+        return built
+
+    def _build(self, change: Change) -> _Built:
+        if change.creates:
+            base: sa.Insert | sa.Update = insert_ignoring_conflict(self._db, sr).values(change.values)
+        else:
+            base = sr.update().where(sr.c.id == param("request_id"), *change.when).values(change.values)
+        if not self._one_statement:
+            row = _BoundRow()
+            notes = change.notes(row)
+            events = request_events.insert().values([_event_row(row["id"], n, cast=False) for n in notes])
+            return _Built(base.returning(*sr.c), (events, *change.also(row)))
+        changed = base.returning(*sr.c).cte("changed")
+        rows = [sa.select(*_event_row(changed.c.id, n, cast=True).values()) for n in change.notes(changed.c)]
+        source = rows[0] if len(rows) == 1 else sa.union_all(*rows)
+        statement = sa.select(*changed.c).add_cte(
+            request_events.insert().from_select(list(EVENT_COLUMNS), source).cte("logged")
         )
-
-    async def _record(self, request: SessionRequest, notes: Sequence[Note]) -> None:
-        """Every note in one multi-row INSERT (one statement shape per count of notes, compiled once)."""
-        if notes:
-            now = utc_now()
-            await self._db.execute(
-                request_events.insert().values([self._event_values(request.id, note, now) for note in notes])
-            )
+        for n, side in enumerate(change.also(changed.c)):
+            statement = statement.add_cte(side.cte(f"side_{n}"))
+        return _Built(statement, ())
 
     @staticmethod
     def _event_values(request_id: str, note: Note, at: Any) -> dict[str, Any]:
@@ -262,3 +263,42 @@ class Requests:
             "attempt": note.attempt,
             "detail": note.detail[:MAX_DETAIL] if note.detail else None,
         }
+
+
+@dataclass(frozen=True)
+class _Built:
+    statement: ClauseElement  # returns the changed row (and on PostgreSQL writes everything else too)
+    after: tuple[ClauseElement, ...]  # SQLite: the events and side rows, run once the row is known
+
+
+class _BoundRow:
+    """The changed row's columns as bound parameters `row_<column>` (SQLite's second statement)."""
+
+    def __getitem__(self, column: str) -> ColumnElement[Any]:
+        return sa.bindparam(f"row_{column}", type_=sr.c[column].type)
+
+
+EVENT_COLUMNS = ("request_id", "at", "kind", "mechanic_id", "attempt", "detail")
+
+
+def _event_row(request_id: ColumnElement[Any], note: Note, *, cast: bool) -> dict[str, ColumnElement[Any]]:
+    """One event row as SQL, each field typed as its column. PostgreSQL needs the casts for a `UNION ALL` of rows
+    to be well typed; SQLite must not have them (its CAST to a date gives a number)."""
+
+    def typed(column: str, value: Any) -> ColumnElement[Any]:
+        kind = request_events.c[column].type
+        if isinstance(value, str) and column == "detail":
+            value = value[:MAX_DETAIL]
+        if isinstance(value, sa.BindParameter) and value.type._isnull:
+            value = sa.bindparam(value.key, type_=kind)
+        expression = value if isinstance(value, ColumnElement) else sa.literal(value, kind)
+        return sa.cast(expression, kind) if cast else expression
+
+    return {
+        "request_id": request_id,
+        "at": typed("at", sa.bindparam("event_at")),
+        "kind": typed("kind", note.kind.value),
+        "mechanic_id": typed("mechanic_id", note.mechanic_id),
+        "attempt": typed("attempt", note.attempt),
+        "detail": typed("detail", note.detail),
+    }

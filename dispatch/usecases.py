@@ -18,9 +18,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.sql import ClauseElement
-
 from base.clock import utc_now
 from base.errors import (
     NotYourRequest,
@@ -34,6 +31,22 @@ from base.ids import canonical_id
 from delivery.close_codes import CloseCode
 from dispatch import frames
 from dispatch.booking import BookingRules, NewRequest, PreparedRequest
+from dispatch.changes import (
+    ACCEPT,
+    ACK,
+    CANCEL,
+    COMPLETE,
+    CREATE_BROADCAST,
+    CREATE_OFFERED,
+    CREATE_WAITING,
+    FALL_BACK,
+    FALL_BACK_AT_DEADLINE,
+    FALL_BACK_DECLINED,
+    GIVE_BACK,
+    MARK_OFFERED,
+    RESEND,
+    Note,
+)
 from dispatch.config import DispatchConfig
 from dispatch.favorites import Favorites
 from dispatch.mechanics import Mechanics
@@ -59,8 +72,7 @@ from dispatch.models import (
     parse_offer_id,
 )
 from dispatch.offers import Greeting, Offers, assigned_frame, offer_frame
-from dispatch.requests import Note, Requests, sr
-from dispatch.tables import request_exclusions
+from dispatch.requests import Requests, sr
 from dispatch.windows import Windows
 from presence.tracker import PresenceTracker
 
@@ -155,21 +167,12 @@ class Dispatcher:
             "priority_deadline": now + timedelta(seconds=window_s) if is_priority else None,
             "arm": prepared.arm.value,
             "checkout_session_id": checkout_session_id,
+            "priority_notified_at": now if offered_now else None,
+            "ack_deadline": now + timedelta(seconds=config.offer_ack_timeout_s) if offered_now else None,
+            "created_detail": "; ".join((f"routing={routing.value}", f"arm={prepared.arm.value}", *prepared.notes)),
         }
-        if offered_now:
-            values["priority_notified_at"] = now
-            values["ack_deadline"] = now + timedelta(seconds=config.offer_ack_timeout_s)
-
-        def notes(request: SessionRequest) -> list[Note]:
-            detail = "; ".join((f"routing={routing.value}", f"arm={prepared.arm.value}", *prepared.notes))
-            created = [Note(EventKind.CREATED, detail=detail)]
-            if offered_now:
-                created.append(Note(EventKind.OFFERED, request.preferred_mechanic_id, request.attempt, "priority"))
-            if not is_priority:
-                created.append(Note(EventKind.BROADCAST, attempt=request.attempt))
-            return created
-
-        return await self.requests.insert(values, notes)
+        change = CREATE_BROADCAST if not is_priority else CREATE_OFFERED if offered_now else CREATE_WAITING
+        return await self.requests.create(change, values)
 
     async def start_routing(self, request: SessionRequest) -> None:
         """Send a stored request's first offers and arm its window. Safe to skip if the process dies first: the
@@ -225,16 +228,14 @@ class Dispatcher:
     async def _mark_offered(self, request: SessionRequest) -> SessionRequest | None:
         """Record the first delivery of the priority offer and start its ack clock (the first caller wins)."""
         now = utc_now()
-        changed = await self.requests.transition(
-            request.id,
-            (
-                sr.c.attempt == request.attempt,
-                sr.c.status == Status.PENDING.value,
-                sr.c.phase == Phase.PRIORITY.value,
-                sr.c.priority_notified_at.is_(None),
-            ),
-            {"priority_notified_at": now, "ack_deadline": now + timedelta(seconds=self.config.offer_ack_timeout_s)},
-            lambda r: [Note(EventKind.OFFERED, r.preferred_mechanic_id, r.attempt, "priority")],
+        changed = await self.requests.apply(
+            MARK_OFFERED,
+            {
+                "request_id": request.id,
+                "attempt": request.attempt,
+                "now": now,
+                "next_ack_deadline": now + timedelta(seconds=self.config.offer_ack_timeout_s),
+            },
         )
         if changed is not None:
             OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
@@ -252,69 +253,36 @@ class Dispatcher:
         request_id, attempt, kind = parsed
         if kind is not OfferKind.PRIORITY:
             return
-        await self.requests.transition(
-            request_id,
-            (
-                sr.c.attempt == attempt,
-                sr.c.status == Status.PENDING.value,
-                sr.c.phase == Phase.PRIORITY.value,
-                sr.c.preferred_mechanic_id == mechanic_id,
-                sr.c.offer_acked_at.is_(None),
-            ),
-            {"offer_acked_at": utc_now(), "ack_deadline": None},
-            lambda r: [Note(EventKind.ACKED, mechanic_id, attempt)],
+        await self.requests.apply(
+            ACK, {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "now": utc_now()}
         )
 
     async def resend_or_fall_back(self, request_id: str, attempt: int) -> None:
         """The priority offer's ack is overdue: resend it, or after `offer_resends` resends fall back."""
         now = utc_now()
-        overdue = (
-            sr.c.attempt == attempt,
-            sr.c.status == Status.PENDING.value,
-            sr.c.phase == Phase.PRIORITY.value,
-            sr.c.offer_acked_at.is_(None),
-            sr.c.ack_deadline <= now,
-        )
-        resent = await self.requests.transition(
-            request_id,
-            (*overdue, sr.c.offer_resends < self.config.offer_resends),
+        resent = await self.requests.apply(
+            RESEND,
             {
-                "offer_resends": sr.c.offer_resends + 1,
-                "ack_deadline": now + timedelta(seconds=self.config.offer_ack_timeout_s),
+                "request_id": request_id,
+                "attempt": attempt,
+                "now": now,
+                "max_resends": self.config.offer_resends,
+                "next_ack_deadline": now + timedelta(seconds=self.config.offer_ack_timeout_s),
             },
-            lambda r: [Note(EventKind.RESENT, r.preferred_mechanic_id, attempt, f"resend {r.offer_resends}")],
         )
         if resent is not None:
             self.deadlines_changed.set()
             OFFER_RESENDS.inc()
             await self._offers.priority(resent, repeat=True)
-        elif await self.requests.exists_where(sr.c.id == request_id, *overdue):
+        elif await self.requests.is_overdue(request_id, attempt, now):
             await self.fall_back(request_id, attempt, FallbackReason.MISSED_ACKS)
 
     async def accept(self, mechanic_id: str, request_id: str, attempt: int) -> SessionRequest:
         """First accept wins, across every process; the favorite's booking count rises in the same commit."""
         if canonical_id(request_id) is None:
             raise OfferUnavailable(request_id=request_id)
-        excluded = sa.select(request_exclusions.c.request_id).where(
-            request_exclusions.c.request_id == request_id, request_exclusions.c.mechanic_id == mechanic_id
-        )
-        request = await self.requests.transition(
-            request_id,
-            (
-                sr.c.attempt == attempt,
-                sr.c.status == Status.PENDING.value,
-                sa.or_(sr.c.phase == Phase.BROADCAST.value, sr.c.preferred_mechanic_id == mechanic_id),
-                ~sa.exists(excluded),
-            ),
-            {
-                "status": Status.ACCEPTED.value,
-                "phase": None,
-                "mechanic_id": mechanic_id,
-                "accepted_at": utc_now(),
-                "ack_deadline": None,
-            },
-            lambda r: [Note(EventKind.ACCEPTED, mechanic_id, attempt)],
-            also=lambda r: [self._favorites.count_booking(r.customer_id, mechanic_id)],
+        request = await self.requests.apply(
+            ACCEPT, {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "now": utc_now()}
         )
         if request is None:
             raise OfferUnavailable(request_id=request_id)
@@ -331,14 +299,11 @@ class Dispatcher:
     async def decline(self, mechanic_id: str, request_id: str) -> None:
         """Never offered again to this mechanic; a favorite's decline falls back to broadcast at once."""
         request = await self._offered_to(mechanic_id, request_id)
-        declined = Note(EventKind.DECLINED, mechanic_id, request.attempt)
         if request.phase is Phase.PRIORITY:
-            exclusion = self.requests.exclusion(request_id, mechanic_id, "declined")
-            if not await self.fall_back(
-                request_id, request.attempt, FallbackReason.DECLINED, first=declined, also=[exclusion]
-            ):
+            if not await self.fall_back(request_id, request.attempt, FallbackReason.DECLINED, by=mechanic_id):
                 raise OfferUnavailable(request_id=request_id)
         else:
+            declined = Note(EventKind.DECLINED, mechanic_id, request.attempt)
             await self.requests.exclude(request_id, mechanic_id, "declined", declined)
         await self._offers.tell(mechanic_id, frames.Declined(request_id=request_id), releasing=request_id)
 
@@ -360,31 +325,14 @@ class Dispatcher:
         attempt: int,
         reason: FallbackReason,
         *,
-        first: Note | None = None,
-        also: list[ClauseElement] | None = None,
+        by: str | None = None,
     ) -> bool:
-        """Leave the priority phase and broadcast. Exactly once across processes; True for the caller that did it."""
+        """Leave the priority phase and broadcast. Exactly once across processes; True for the caller that did it.
+        A decline names the favorite who declined (`by`): it is logged, and never offered to them again."""
         now = utc_now()
-        when = [sr.c.attempt == attempt, sr.c.status == Status.PENDING.value, sr.c.phase == Phase.PRIORITY.value]
-        if reason is FallbackReason.WINDOW:
-            when.append(sr.c.priority_deadline <= now)
-        request = await self.requests.transition(
-            request_id,
-            when,
-            {
-                "phase": Phase.BROADCAST.value,
-                "attempt": sr.c.attempt + 1,
-                "fallback_broadcast_at": now,
-                "reroute_reason": reason.value,
-                "ack_deadline": None,
-            },
-            lambda r: [
-                *([first] if first else []),
-                Note(EventKind.FELL_BACK, r.preferred_mechanic_id, r.attempt, reason.value),
-                Note(EventKind.BROADCAST, attempt=r.attempt),
-            ],
-            also=(lambda r: also) if also else None,
-        )
+        change = {FallbackReason.WINDOW: FALL_BACK_AT_DEADLINE, FallbackReason.DECLINED: FALL_BACK_DECLINED}
+        values = {"request_id": request_id, "attempt": attempt, "now": now, "reason": reason.value, "mechanic": by}
+        request = await self.requests.apply(change.get(reason, FALL_BACK), values)
         if request is None:
             return False
         FALLBACKS.labels(reason=reason.value).inc()
@@ -410,29 +358,15 @@ class Dispatcher:
         """The assigned mechanic cancels: the request is pending again and broadcast to everyone but them."""
         if canonical_id(request_id) is None:
             raise NotYourRequest(request_id=request_id)
-        now = utc_now()
-        had_favorite = sr.c.routing_type == RoutingType.PRIORITY_BROADCAST.value
-        request = await self.requests.transition(
-            request_id,
-            (sr.c.status == Status.ACCEPTED.value, sr.c.mechanic_id == mechanic_id),
+        request = await self.requests.apply(
+            GIVE_BACK,
             {
-                "status": Status.PENDING.value,
-                "phase": Phase.BROADCAST.value,
-                "attempt": sr.c.attempt + 1,
-                "mechanic_id": None,
-                "accepted_at": None,
-                "reroute_reason": why.value,
-                "fallback_broadcast_at": sa.case(
-                    (sa.and_(had_favorite, sr.c.fallback_broadcast_at.is_(None)), now),
-                    else_=sr.c.fallback_broadcast_at,
-                ),
+                "request_id": request_id,
+                "mechanic": mechanic_id,
+                "now": utc_now(),
+                "reason": why.value,
+                "detail": detail,
             },
-            lambda r: [
-                Note(EventKind.MECHANIC_CANCELLED, mechanic_id, r.attempt, detail),
-                Note(EventKind.FELL_BACK, attempt=r.attempt, detail=why.value),
-                Note(EventKind.BROADCAST, attempt=r.attempt),
-            ],
-            also=lambda r: [self.requests.exclusion(request_id, mechanic_id, "gave_back")],
         )
         if request is None:
             raise NotYourRequest(request_id=request_id)
@@ -446,12 +380,7 @@ class Dispatcher:
     async def cancel(self, customer_id: str, request_id: str) -> SessionRequest:
         """The customer cancels: every outstanding offer is revoked, an assigned mechanic is told."""
         found = await self._owned_by(customer_id, request_id)
-        request = await self.requests.transition(
-            found.id,
-            (sr.c.status.in_([Status.PENDING.value, Status.ACCEPTED.value]),),
-            {"status": Status.CANCELLED.value, "phase": None, "cancelled_at": utc_now(), "ack_deadline": None},
-            lambda r: [Note(EventKind.CANCELLED, detail="by customer")],
-        )
+        request = await self.requests.apply(CANCEL, {"request_id": found.id, "now": utc_now()})
         if request is None:
             raise RequestNotCancellable()
         await self.windows.close(request.id)
@@ -463,11 +392,8 @@ class Dispatcher:
         found = await self.requests.get(request_id)
         if found.mechanic_id != mechanic_id:
             raise NotYourRequest(request_id=found.id)
-        request = await self.requests.transition(
-            found.id,
-            (sr.c.status == Status.ACCEPTED.value, sr.c.mechanic_id == mechanic_id),
-            {"status": Status.COMPLETED.value, "completed_at": utc_now()},
-            lambda r: [Note(EventKind.COMPLETED, mechanic_id)],
+        request = await self.requests.apply(
+            COMPLETE, {"request_id": found.id, "mechanic": mechanic_id, "now": utc_now()}
         )
         if request is None:
             raise RequestNotCompletable()
