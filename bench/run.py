@@ -43,6 +43,7 @@ from bench.booking_latency import Booking, burst, create_bare_table, http_post, 
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.fallback_lateness import fill
 from bench.fallback_lateness import measure as measure_fallback
+from bench.visibility import transitions
 from scripts.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,6 +321,17 @@ async def _bursts(
     return {key: statistics.median(r[key] for r in measured) for key in measured[0]}
 
 
+async def visibility_across(ours: Ours, first: Server, second: Server, trials: int) -> dict[str, Any]:
+    """Mechanics connect to and leave `first` while `second` answers their status."""
+    mechanics = ours.mechanic_ids[-trials:]
+    return await transitions(
+        ours.urls([first], len(ours.mechanic_ids))[-trials:],
+        second.port,
+        [f"/api/mechanics/{m}/status" for m in mechanics],
+        ours.customer()["Authorization"].removeprefix("Bearer "),
+    )
+
+
 async def bookings_phase(redis_url: str, workdir: str, postgres_admin_url: str, bookings: int) -> dict[str, Any]:
     """Offer latency on SQLite and, where it answers, on PostgreSQL (a database of the benchmark's own)."""
     results: dict[str, Any] = {"sqlite": await offer_latency(redis_url, f"sqlite:///{workdir}/bookings.db", bookings)}
@@ -354,12 +366,20 @@ async def main() -> None:
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="a PostgreSQL server where the benchmark may create (and then drop) a database of its own",
     )
-    parser.add_argument("--only", choices=["bookings"], help="run one phase and print its figures")
+    parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
+    parser.add_argument("--only", choices=["bookings", "visibility"], help="run one phase and print its figures")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.connections, args.heartbeat_clients, args.seconds, args.windows, args.other_keys = 300, 50, 2, 100, 10_000
     n = args.connections
+    if args.only == "visibility":
+        with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+            ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", args.transitions)
+            first, second = ours.start(), ours.start()
+            async with running(first, second):
+                print(json.dumps(await visibility_across(ours, first, second, args.transitions), indent=2))
+        return
     if args.only == "bookings":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             print(json.dumps(await bookings_phase(redis.url, workdir, args.postgres, args.bookings), indent=2))
@@ -437,6 +457,7 @@ async def main() -> None:
 
                 fan["ours_two_processes"] = await fan_out(clients, trigger_two)
             await close_many(clients)
+            results["visibility"] = await visibility_across(ours, first, second, args.transitions)
         steps.update(1)
 
         # 4. status endpoint vs the bare route
@@ -476,6 +497,17 @@ async def main() -> None:
     table = render(results)
     (ROOT / "docs" / "benchmarks.md").write_text(table)
     print(table)
+
+
+def _visibility_line(v: dict[str, Any]) -> str:
+    worst = max(v["online"]["p99_ms"], v["offline"]["p99_ms"])
+    verdict = "met" if worst <= 50 else "**missed**"
+    return (
+        f"Presence transition on one process visible to status reads on another ({v['trials']} mechanics each "
+        f"connecting, then leaving): online p50 {v['online']['p50_ms']} / p99 {v['online']['p99_ms']} / max "
+        f"{v['online']['max_ms']} ms; offline p50 {v['offline']['p50_ms']} / p99 {v['offline']['p99_ms']} / max "
+        f"{v['offline']['max_ms']} ms (target p99 ≤ 50 ms: {verdict})."
+    )
 
 
 def _offer_latency_lines(latency: dict[str, Any]) -> list[str]:
@@ -611,6 +643,8 @@ def render(r: dict[str, Any]) -> str:
         f"Fan-out across two favdispatch processes sharing Redis: {two} deliveries/s "
         f"({ratio(two, fan['ours']['deliveries_per_s'])} of one process; target ≥ 0.5×), "
         f"p99 {fan['ours_two_processes']['p99_ms']} ms.",
+        "",
+        _visibility_line(r["visibility"]),
         "",
         *_offer_latency_lines(r["offer_latency"]),
         "",
