@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from api import admin, favorites, health, metrics, payments, session_requests, statuses
 from api.responses import exception_handlers
@@ -36,7 +39,25 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+SOCKET_PATH = "/ws/mechanic"
+
+
+class App(Starlette):
+    """Starlette, with the mechanics' socket handed straight to its endpoint: a socket lives for hours, and each
+    layer above the endpoint (the error middleware, the router) would keep a coroutine frame per connection."""
+
+    def __init__(self, socket: Callable[..., Awaitable[None]], **options: Any) -> None:
+        super().__init__(**options)
+        self._socket = socket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == SOCKET_PATH:
+            await self._socket(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> App:
     settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("uvicorn.access", "uvicorn.error"):
@@ -45,7 +66,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         log.warning("JWT_SECRET is not set: using a generated development secret (var/dev_jwt_secret)")
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set: start the server with `make run` (which provides one) or set it")
-    return Starlette(
+    return App(
+        MechanicSocket(),
         routes=[
             *health.routes,
             *statuses.routes,
@@ -54,7 +76,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *admin.routes,
             *payments.routes,
             *metrics.routes,
-            WebSocketRoute("/ws/mechanic", MechanicSocket()),
             Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
         ],
         exception_handlers=exception_handlers,

@@ -367,12 +367,25 @@ async def main() -> None:
         help="a PostgreSQL server where the benchmark may create (and then drop) a database of its own",
     )
     parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
-    parser.add_argument("--only", choices=["bookings", "visibility"], help="run one phase and print its figures")
+    parser.add_argument(
+        "--only", choices=["bookings", "memory", "visibility"], help="run one phase and print its figures"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.connections, args.heartbeat_clients, args.seconds, args.windows, args.other_keys = 300, 50, 2, 100, 10_000
     n = args.connections
+    if args.only == "memory":
+        with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+            ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", n)
+            server, bare = ours.start(), spawn(["-m", "bench.peers.bare_ws", "{port}"])
+            async with running(server, bare):
+                found = {
+                    "ours": await idle_memory(server, Kind.OURS, ours.urls([server], n)),
+                    "bare": await idle_memory(bare, Kind.BARE, bare_urls(bare, n)),
+                }
+            print(json.dumps(found, indent=2))
+        return
     if args.only == "visibility":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", args.transitions)

@@ -43,6 +43,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "ws": "delivery.ws_protocol:WebSocketProtocol",
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_per_message_deflate": False,
+        # Liveness is the apps' heartbeats (a silent socket is closed with 4408): no protocol pings besides.
+        "ws_ping_interval": None,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
         "log_level": settings.log_level.lower(),
         "lifespan": "on",
