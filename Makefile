@@ -5,12 +5,15 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench lock
 
-$(BIN)/.installed: pyproject.toml
+# requirements.lock pins every package to the version CI tested; `make lock` refreshes it after a dependency change.
+LOCK := -c requirements.lock
+
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(LOCK) -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -22,7 +25,7 @@ run: install
 # pytest says clearly when they are skipped.
 test: install
 	@if /usr/bin/chromium --version >/dev/null 2>&1 && ! $(BIN)/python -c "import playwright" 2>/dev/null; then \
-		$(BIN)/pip install --quiet -e '.[test,e2e]'; fi
+		$(BIN)/pip install --quiet $(LOCK) -e '.[test,e2e]'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -35,5 +38,14 @@ bench: install
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && echo "installing wrk (apt)" && \
 		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)); } || \
 		{ echo "make bench needs wrk: install it (e.g. apt-get install wrk, brew install wrk)"; exit 1; }
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet $(LOCK) -e '.[test,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# After changing dependencies in pyproject.toml: resolve them afresh and pin what was installed.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[test,e2e,bench]'
+	echo "# Pinned by make lock: the versions CI tested. Installed as constraints (-c), so extras stay optional." > requirements.lock
+	.lock-venv/bin/pip freeze --exclude-editable | sort >> requirements.lock
+	rm -rf .lock-venv

@@ -44,11 +44,19 @@ async def request_events(request: Request) -> Response:
     svc = services(request)
     session_request = await svc.dispatcher.requests.get(request.path_params["request_id"])
     events = await svc.dispatcher.requests.events_of(session_request.id)
+    names = await svc.mechanics.names(sorted({e.mechanic_id for e in events if e.mechanic_id}))
     return typed(
         schemas.Events(
             request_id=session_request.id,
             events=[
-                schemas.Event(at=iso(e.at), kind=e.kind, mechanic_id=e.mechanic_id, attempt=e.attempt, detail=e.detail)
+                schemas.Event(
+                    at=iso(e.at),
+                    kind=e.kind,
+                    mechanic_id=e.mechanic_id,
+                    mechanic_name=names.get(e.mechanic_id) if e.mechanic_id else None,
+                    attempt=e.attempt,
+                    detail=e.detail,
+                )
                 for e in events
             ],
         )

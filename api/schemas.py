@@ -168,6 +168,7 @@ class Event(msgspec.Struct, frozen=True):
     at: Timestamp | None
     kind: str
     mechanic_id: str | None
+    mechanic_name: str | None  # kept for deleted mechanics too: a request's history keeps its names
     attempt: int | None
     detail: str | None
 

@@ -88,7 +88,6 @@ async def measure(redis_url: str, requests: int) -> list[float]:
 async def _run(port: int, secret: str, requests: int) -> list[float]:
     base = f"http://127.0.0.1:{port}"
     admin = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.ADMIN)}"}
-    customer = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}"}
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         for _ in range(100):
             try:
@@ -118,8 +117,15 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
                 "routing": "notify_and_wait",  # the favorite is offline: they are notified, and the window runs
                 "preferred_mechanic_id": favorite,
             }
-            for _ in range(requests):  # the deadlines follow each other like the creations
-                created = (await http.post("/api/session-requests", json=body, headers=customer)).json()
+            # Each booking by a customer of its own: a customer holds one open request per favorite.
+            customers = [
+                {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}"}
+                for _ in range(requests)
+            ]
+            for customer in customers:  # the deadlines follow each other like the creations
+                response = await http.post("/api/session-requests", json=body, headers=customer)
+                response.raise_for_status()
+                created = response.json()
                 deadlines[created["id"]] = datetime.fromisoformat(created["priority_deadline"]).timestamp()
                 await asyncio.sleep(1.0 / CREATE_PER_S)
             end = max(deadlines.values()) + 10

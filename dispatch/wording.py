@@ -27,5 +27,7 @@ def customer_message(request: SessionRequest, names: dict[str, str]) -> str:
     if reason is FallbackReason.MECHANIC_DELETED:
         return "This mechanic is no longer available. Finding you another mechanic…"
     if reason in (FallbackReason.WINDOW, FallbackReason.MISSED_ACKS):
+        if request.priority_notified_at is None:  # never offered: they did not come online in the window
+            return f"{favorite} wasn't online. Finding you another mechanic…"
         return f"{favorite} didn't respond in time. Finding you another mechanic…"
     return "Finding an available mechanic…"

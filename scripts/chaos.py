@@ -41,6 +41,7 @@ from websockets.typing import Subprotocol
 
 from api.auth import Role, mint_token
 from api.database import migrate
+from scripts import cli
 from scripts.embedded_redis import EmbeddedRedis
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -237,11 +238,15 @@ def main() -> None:
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    problems = asyncio.run(run(args))
+    cli.run(_report(args))
+
+
+async def _report(args: argparse.Namespace) -> int:
+    problems = await run(args)
     for problem in problems:
         print(problem)
     print(f"{args.rounds} rounds, {args.rounds * args.bookings} bookings: {len(problems)} problems")
-    raise SystemExit(1 if problems else 0)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -21,10 +20,17 @@ from api.database import open_database
 from api.settings import load_settings
 from dispatch.kpis import Kpis
 from dispatch.rollout import Arm
+from scripts import cli
 
 
 def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """An ISO-8601 time; argparse prefixes the flag's name to the error ("argument --since: …")."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time such as 2026-11-24T08:00:00Z, got {value!r}"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -94,4 +100,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli.run(main())

@@ -7,7 +7,8 @@ Creates mechanics through the admin API; most are favorites, some of them stay o
 the broadcasts. Every booking is made at once. At the end it checks that each booking was accepted exactly once
 (status, event log, and `accepted` frames on the sockets) and none was lost, prints latency percentiles, and
 exits non-zero on any lost or double assignment. Several --url values spread sockets and bookings over several
-server processes.
+server processes. With --json the figures are one JSON object on stdout. The mechanics it created are deleted at
+the end.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if __name__ == "__main__":
 
 import argparse
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -30,6 +32,7 @@ from tqdm import tqdm
 
 from api.settings import load_settings
 from base.stats import percentile
+from scripts import cli
 from scripts.simulation import Behaviour, Operator, SimulatedMechanic, connect_all
 
 
@@ -53,8 +56,20 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _scenario(args: argparse.Namespace, rng: random.Random, operators: list[Operator], admin: Operator) -> int:
+    ids: list[str] = []
+    try:
+        for i in tqdm(range(args.mechanics), desc="creating mechanics"):
+            ids.append(await admin.create_mechanic(f"Load {i}"))
+        return await _bookings(args, rng, operators, admin, ids)
+    finally:
+        for mechanic_id in ids:
+            await admin.delete_mechanic(mechanic_id)
+
+
+async def _bookings(
+    args: argparse.Namespace, rng: random.Random, operators: list[Operator], admin: Operator, ids: list[str]
+) -> int:
     favorites_count = max(1, int(args.mechanics * 0.7))
-    ids = [await admin.create_mechanic(f"Load {i}") for i in tqdm(range(args.mechanics), desc="creating mechanics")]
     favorites, helpers = ids[:favorites_count], ids[favorites_count:]
     offline = set(rng.sample(favorites, int(len(favorites) * args.offline_share)))
     decliners = set(rng.sample([f for f in favorites if f not in offline], int(len(favorites) * args.decline_share)))
@@ -125,6 +140,24 @@ async def _scenario(args: argparse.Namespace, rng: random.Random, operators: lis
                 offer_ms.append((holder.first_offer_at[request_id] - sent) * 1000)
     await asyncio.gather(*(m.close() for m in mechanics))
 
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "bookings": args.bookings,
+                    "mechanics": args.mechanics,
+                    "offline_favorites": len(offline),
+                    "declining_favorites": len(decliners),
+                    "helpers": len(helpers),
+                    "servers": len(args.url),
+                    "offer_latency_ms": _figures(offer_ms),
+                    "time_to_accept_ms": _figures(accept_ms),
+                    "problems": problems,
+                    "ok": not problems,
+                }
+            )
+        )
+        return 1 if problems else 0
     print(
         f"bookings: {args.bookings}  mechanics: {args.mechanics} ({len(offline)} offline favorites, "
         f"{len(decliners)} declining favorites, {len(helpers)} helpers)  servers: {len(args.url)}"
@@ -140,6 +173,16 @@ async def _scenario(args: argparse.Namespace, rng: random.Random, operators: lis
     return 0
 
 
+def _figures(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    return {
+        "n": len(values),
+        **{f"p{round(q * 100)}": round(percentile(values, q) or 0.0, 1) for q in (0.5, 0.9, 0.99)},
+        "max": round(max(values), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", action="append", help="server URL (repeat for several processes; loopback only)")
@@ -150,9 +193,10 @@ def main() -> None:
     parser.add_argument("--delay-mean-ms", type=float, default=300.0, help="mean accept delay")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up waiting after this many seconds")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     args.url = args.url or ["http://127.0.0.1:8000"]
-    sys.exit(asyncio.run(run(args)))
+    cli.run(run(args))
 
 
 if __name__ == "__main__":

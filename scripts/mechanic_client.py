@@ -3,6 +3,9 @@
     python scripts/mechanic_client.py --token <mechanic JWT> [--url ws://127.0.0.1:8000/ws/mechanic]
                                       [--auto accept|decline|none]
 
+Without --url it connects to $BASE (the server's http(s) address, as in the README's tour; default
+http://127.0.0.1:$PORT or :8000).
+
 With `--auto accept` it accepts every offer it receives (the first accept wins), with `decline` it declines.
 On every connect the server first tells it its state (`assigned` sessions, then open offers); like an app, it
 replaces what it knew with that. The token travels as the `bearer.<token>` subprotocol, never in the URL.
@@ -24,6 +27,8 @@ import os
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
+
+from scripts import cli
 
 
 async def _heartbeat(ws: ClientConnection, interval_s: float) -> None:
@@ -63,14 +68,11 @@ async def run(url: str, token: str, auto: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--token", required=True)
-    default_url = f"ws://127.0.0.1:{os.environ.get('PORT', '8000')}/ws/mechanic"
-    parser.add_argument("--url", default=default_url)
+    base = os.environ.get("BASE") or f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+    parser.add_argument("--url", default=base.rstrip("/").replace("http", "ws", 1) + "/ws/mechanic")
     parser.add_argument("--auto", choices=["accept", "decline", "none"], default="none")
     args = parser.parse_args()
-    try:
-        sys.exit(asyncio.run(run(args.url, args.token, args.auto)))
-    except KeyboardInterrupt:
-        pass
+    cli.run(run(args.url, args.token, args.auto))
 
 
 if __name__ == "__main__":

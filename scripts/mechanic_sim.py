@@ -4,7 +4,8 @@
 
 Mechanics are created through the admin API (tokens minted from JWT_SECRET, or the development secret that
 `make run` uses). Each offer is accepted, declined or ignored (no ack, no answer) by chance, after an
-exponentially distributed delay. A live summary is printed every second; the run stops after --duration.
+exponentially distributed delay. A live summary is printed every second (with --json, only the final counts, as
+one JSON object); the run stops after --duration and deletes the mechanics it created.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if __name__ == "__main__":
 
 import argparse
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -24,27 +26,34 @@ from collections import Counter
 from tqdm import tqdm
 
 from api.settings import load_settings
+from scripts import cli
 from scripts.simulation import Behaviour, Operator, SimulatedMechanic, connect_all
 
 
-def _summary(mechanics: list[SimulatedMechanic], started: float) -> str:
+def _totals(mechanics: list[SimulatedMechanic], started: float) -> dict[str, float]:
     totals: Counter[str] = Counter()
     for mechanic in mechanics:
         totals.update(mechanic.counts)
-    return (
-        f"t={time.monotonic() - started:5.0f}s connected={totals['connected'] - totals['closed']} "
-        f"offers={totals['offer']} accepted={totals['accepted']} declined={totals['sent_decline']} "
-        f"refused={totals['error']} revoked={totals['offer_revoked']}"
-    )
+    return {
+        "seconds": round(time.monotonic() - started, 1),
+        "connected": totals["connected"] - totals["closed"],
+        "offers": totals["offer"],
+        "accepted": totals["accepted"],
+        "declined": totals["sent_decline"],
+        "refused": totals["error"],
+        "revoked": totals["offer_revoked"],
+    }
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> int:
     operator = Operator(args.url, str(load_settings().jwt_secret))
     rng = random.Random(args.seed)
     behaviour = Behaviour(args.accept, args.decline, args.delay_mean_ms, args.delay_max_ms)
     ws_url = args.url.replace("http", "ws", 1) + "/ws/mechanic"
+    ids: list[str] = []
     try:
-        ids = [await operator.create_mechanic(f"Sim {i}") for i in tqdm(range(args.mechanics), desc="creating")]
+        for i in tqdm(range(args.mechanics), desc="creating"):
+            ids.append(await operator.create_mechanic(f"Sim {i}"))
         mechanics = [
             SimulatedMechanic(i, operator.mechanic_token(i), ws_url, behaviour, random.Random(rng.random()))
             for i in ids
@@ -56,9 +65,15 @@ async def run(args: argparse.Namespace) -> None:
         started = time.monotonic()
         while time.monotonic() - started < args.duration:
             await asyncio.sleep(1)
-            tqdm.write(_summary(mechanics, started))
+            if not args.json:
+                tqdm.write(" ".join(f"{k}={v}" for k, v in _totals(mechanics, started).items()))
         await asyncio.gather(*(m.close() for m in mechanics))
+        if args.json:
+            print(json.dumps({**_totals(mechanics, started), "mechanics": len(ids), "failed_to_connect": failed}))
+        return 1 if failed else 0
     finally:
+        for mechanic_id in ids:
+            await operator.delete_mechanic(mechanic_id)
         await operator.aclose()
 
 
@@ -72,10 +87,11 @@ def main() -> None:
     parser.add_argument("--delay-max-ms", type=float, default=5000.0)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to run, then stop")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print only the final counts, as JSON")
     args = parser.parse_args()
     if not 0 <= args.accept + args.decline <= 1:
         parser.error("--accept plus --decline must be between 0 and 1")
-    asyncio.run(run(args))
+    cli.run(run(args))
 
 
 if __name__ == "__main__":

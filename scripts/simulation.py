@@ -143,6 +143,12 @@ class Operator:
         response.raise_for_status()
         return str(response.json()["id"])
 
+    async def delete_mechanic(self, mechanic_id: str) -> None:
+        """A tool removes the mechanics it created (404: someone removed it already)."""
+        response = await self.http.delete(f"/api/admin/mechanics/{mechanic_id}", headers=self.admin)
+        if response.status_code != 404:
+            response.raise_for_status()
+
     async def request(self, request_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/api/session-requests/{request_id}", headers=self.admin)
         response.raise_for_status()

@@ -8,25 +8,31 @@ export function storeToken(key, token) {
   sessionStorage.setItem(key, token.trim());
 }
 
+export function forgetToken(key) {
+  sessionStorage.removeItem(key);
+}
+
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, requestId) {
     super(message);
     this.status = status;
     this.code = code;
+    this.requestId = requestId; // the request a 409 is about (request_already_open)
   }
 }
 
-export async function api(token, method, path, body) {
+export async function api(token, method, path, body, headers = {}) {
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}), ...headers },
     body: body ? JSON.stringify(body) : undefined,
   });
   if (response.status === 204) return null;
   const isJson = (response.headers.get("content-type") || "").includes("json");
   const payload = isJson ? await response.json() : await response.text();
   if (!response.ok) {
-    throw new ApiError(response.status, payload.error || "error", payload.message || `HTTP ${response.status}`);
+    throw new ApiError(response.status, payload.error || "error", payload.message || `HTTP ${response.status}`,
+      payload.request_id);
   }
   return payload;
 }

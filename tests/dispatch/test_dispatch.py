@@ -58,6 +58,17 @@ async def test_notify_and_wait_delivers_on_connect(harness: Harness) -> None:
     await harness.wait_for(booked["id"], status="accepted", mechanic_id=sam)
 
 
+async def test_a_favorite_who_never_came_online_is_not_said_to_have_ignored_it(harness: Harness) -> None:
+    """Notify & wait for an offline favorite who stays away: the customer reads "wasn't online", not "didn't
+    respond in time" (they were never offered it)."""
+    sam = await harness.create_mechanic("Sam")
+    alex = await harness.create_mechanic("Alex")
+    alex_app = await harness.connect(alex)
+    booked = await harness.book(routing="notify_and_wait", preferred_mechanic_id=sam)
+    await alex_app.expect("offer", request_id=booked["id"], kind="broadcast", timeout=5)
+    assert (await harness.request(booked["id"]))["message"] == "Sam wasn't online. Finding you another mechanic…"
+
+
 async def test_window_expiry_falls_back_to_everyone(harness: Harness) -> None:
     """When the favorite lets the window pass, every connected mechanic gets a broadcast offer."""
     sam = await harness.create_mechanic("Sam")

@@ -1,24 +1,40 @@
 // The customer flow: favorites with live status, "Book Again" with the availability modal, the request's live
-// status, and the "Add to Favorites" prompt after the session.
-import { ago, api, ApiError, el, showError, storedToken, storeToken } from "../common.js";
+// status, and the "Add to Favorites" prompt after the session. A reload finds the request again from the server.
+import { ago, api, ApiError, el, forgetToken, showError, storedToken, storeToken } from "../common.js";
 
 const KEY = "favdispatch.customer";
 const $ = (id) => document.getElementById(id);
 const errors = $("errors");
 let token = storedToken(KEY);
 let currentRequest = null;
-let choice = null; // { mechanic, status } while the modal is open
+let openByFavorite = new Map(); // favorite's id -> their open request's id: "Book Again" waits for it
+let choice = null; // { mechanicId, name, status } while the modal is open
 let pollTimer = null;
+let favoritesTimer = null;
 
-async function call(method, path, body) {
+class SignedOut extends Error {}
+
+async function call(method, path, body, headers) {
   try {
-    const result = await api(token, method, path, body);
+    const result = await api(token, method, path, body, headers);
     showError(errors, null);
     return result;
   } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      signOut(`Please sign in again: ${error.message}`);
+      throw new SignedOut(error.message);
+    }
     if (!(error instanceof ApiError && error.status === 404 && path.endsWith("/status"))) showError(errors, error);
     throw error;
   }
+}
+
+function toast(text) {
+  const node = $("toast");
+  node.textContent = text;
+  node.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { node.hidden = true; }, 5000);
 }
 
 function statusLine(status) {
@@ -27,16 +43,41 @@ function statusLine(status) {
     : el("span", { class: "status-offline" }, `○ Currently Offline · Last seen ${ago(status.last_seen_seconds)}`);
 }
 
+async function loadOpenRequests() {
+  const { requests } = await call("GET", "/api/customer/session-requests?status=open");
+  openByFavorite = new Map(requests.filter((r) => r.preferred_mechanic_id).map((r) => [r.preferred_mechanic_id, r.id]));
+  return requests;
+}
+
 async function loadFavorites() {
   const { favorites } = await call("GET", "/api/customer/favorites");
+  await loadOpenRequests();
   $("favorites-empty").hidden = favorites.length > 0;
-  $("favorites-list").replaceChildren(
-    ...favorites.map((favorite) =>
-      el("li", {},
-        el("div", {}, el("strong", {}, favorite.name), el("br"), statusLine(favorite),
-          el("span", { class: "muted" }, ` · booked ${favorite.booking_count}×`)),
-        el("button", { class: "primary", type: "button", "aria-label": `Book Again with ${favorite.name}`,
-          onclick: () => openAvailability(favorite.provider_id, favorite.name) }, "Book Again"))));
+  $("favorites-list").replaceChildren(...favorites.map(favoriteCard));
+}
+
+function favoriteCard(favorite) {
+  const open = openByFavorite.get(favorite.provider_id);
+  const book = open
+    ? el("button", { type: "button", class: "primary", disabled: true, "aria-describedby": `open-${favorite.provider_id}` },
+        "Book Again")
+    : el("button", { class: "primary", type: "button", "aria-label": `Book Again with ${favorite.name}`,
+        onclick: () => openAvailability(favorite.provider_id, favorite.name) }, "Book Again");
+  return el("li", {},
+    el("div", {}, el("strong", {}, favorite.name), el("br"), statusLine(favorite),
+      el("span", { class: "muted" }, ` · booked ${favorite.booking_count}×`),
+      open ? el("p", { class: "muted", id: `open-${favorite.provider_id}` }, "You have an open request with them: ",
+        el("a", { href: "#request", onclick: () => watch(open) }, "see your request")) : ""),
+    el("div", { class: "actions" }, book,
+      el("button", { type: "button", "aria-label": `Remove ${favorite.name} from favorites`,
+        onclick: () => removeFavorite(favorite) }, "Remove")));
+}
+
+async function removeFavorite(favorite) {
+  if (!window.confirm(`Remove ${favorite.name} from your favorites?`)) return;
+  await call("DELETE", `/api/customer/favorites/${favorite.provider_id}`);
+  toast(`${favorite.name} was removed from your favorites.`);
+  await loadFavorites();
 }
 
 async function openAvailability(mechanicId, name) {
@@ -68,23 +109,28 @@ async function openAvailability(mechanicId, name) {
 async function book(routing, preferredMechanicId) {
   const body = { session_type: $("session-type").value, plan_code: $("plan").value, routing };
   if (preferredMechanicId) body.preferred_mechanic_id = preferredMechanicId;
+  // One key per booking: a retried or doubled click is answered with the same request, never a second one.
+  const once = { "Idempotency-Key": crypto.randomUUID() };
   try {
-    const created = await call("POST", "/api/session-requests", body);
+    const created = await call("POST", "/api/session-requests", body, once);
     watch(created.id);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 402) {
-      const checkout = await call("POST", "/api/checkout", body);
+    if (error instanceof ApiError && error.code === "request_already_open" && error.requestId) {
+      watch(error.requestId);
+    } else if (error instanceof ApiError && error.status === 402) {
+      const checkout = await call("POST", "/api/checkout", body, once);
       window.location.assign(checkout.url); // payments are on: Stripe Checkout, then the webhook books
     }
   }
+  loadFavorites().catch(() => {});
 }
 
 function watch(requestId) {
   currentRequest = requestId;
   $("request").hidden = false;
   clearInterval(pollTimer);
-  pollTimer = setInterval(refreshRequest, 1000);
-  refreshRequest();
+  pollTimer = setInterval(() => refreshRequest().catch(() => {}), 1000);
+  refreshRequest().catch(() => {});
 }
 
 async function refreshRequest() {
@@ -101,6 +147,7 @@ async function refreshRequest() {
     $("prompt-title").textContent = `Great Session with ${prompt.name}!`;
     $("prompt-add").onclick = async () => {
       await call("POST", "/api/customer/favorites", { provider_id: prompt.mechanic_id, provider_type: "independent" });
+      toast(`${prompt.name} was added to your favorites.`);
       await refreshRequest();
       await loadFavorites();
     };
@@ -108,19 +155,43 @@ async function refreshRequest() {
   if (["cancelled", "completed"].includes(request.status) && !prompt) clearInterval(pollTimer);
 }
 
+async function restoreRequest() {
+  // After a reload: the open request, else a finished one still asking "Add to Favorites?".
+  const { requests } = await call("GET", "/api/customer/session-requests?status=recent");
+  const found = requests.find((r) => ["pending", "accepted"].includes(r.status)) || requests.find((r) => r.favorite_prompt);
+  if (found) watch(found.id);
+}
+
 function signedIn() {
   $("signin").hidden = true;
   $("favorites").hidden = false;
-  loadFavorites();
-  setInterval(() => loadFavorites().catch(() => {}), 5000);
+  $("signout").hidden = false;
+  loadFavorites().catch(() => {});
+  restoreRequest().catch(() => {});
+  clearInterval(favoritesTimer);
+  favoritesTimer = setInterval(() => loadFavorites().catch(() => {}), 5000);
+}
+
+function signOut(reason) {
+  clearInterval(pollTimer);
+  clearInterval(favoritesTimer);
+  token = "";
+  currentRequest = null;
+  forgetToken(KEY);
+  for (const id of ["favorites", "request", "signout"]) $(id).hidden = true;
+  $("signin").hidden = false;
+  $("signin-reason").textContent = reason || "";
+  $("token").focus();
 }
 
 $("signin-form").addEventListener("submit", (event) => {
   event.preventDefault();
   token = $("token").value.trim();
   storeToken(KEY, token);
+  $("signin-reason").textContent = "";
   signedIn();
 });
+$("signout").addEventListener("click", () => signOut("You are signed out."));
 $("choose-favorite").addEventListener("click", () => {
   $("availability").close();
   book(choice.status.is_online ? "priority" : "notify_and_wait", choice.mechanicId);
@@ -134,9 +205,13 @@ $("book-anyone").addEventListener("click", () => book("broadcast", null));
 $("cancel-request").addEventListener("click", async () => {
   await call("POST", `/api/session-requests/${currentRequest}/cancel`);
   await refreshRequest();
+  await loadFavorites();
 });
 $("prompt-dismiss").addEventListener("click", async () => {
   await call("POST", `/api/session-requests/${currentRequest}/favorite-prompt/dismiss`);
   await refreshRequest();
+});
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason instanceof SignedOut) event.preventDefault(); // already shown as the sign-in form's reason
 });
 if (token) signedIn();

@@ -30,6 +30,10 @@ function connect() {
   socket.onclose = (event) => {
     clearInterval(heartbeat);
     if (FINAL_CLOSES[event.code]) {
+      // Nothing shown here can be acted on any more: a deleted account's offers and sessions are gone.
+      offers.clear();
+      sessions.clear();
+      render();
       setConnection(false, "Offline");
       showError(errors, new Error(FINAL_CLOSES[event.code]));
       $("signin").hidden = false;
@@ -80,8 +84,10 @@ function handle(message) {
 
 function countdown(offer) {
   if (!offer.expires_at) return "Open to every available mechanic";
-  const seconds = Math.max(0, Math.round((Date.parse(offer.expires_at) - Date.now()) / 1000));
-  return `Only you until ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  const ends = new Date(offer.expires_at);
+  const seconds = Math.max(0, Math.round((ends - Date.now()) / 1000));
+  const clock = ends.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `Only you for ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")} (until ${clock})`;
 }
 
 function render() {
