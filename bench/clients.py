@@ -44,6 +44,7 @@ class BenchClient:
     acks: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
     arrivals: Arrivals | None = None
     reader: asyncio.Task[None] | None = None
+    acks_offers: bool = False  # as the apps do; only where it matters (bookings), as it costs the client time
 
     async def connect(self) -> None:
         self.ws = await connect(self.url, compression=None, open_timeout=60, max_queue=None, ping_interval=None)
@@ -75,7 +76,7 @@ class BenchClient:
                 else:
                     if self.arrivals is not None and self.arrivals.marker in text:
                         self.arrivals.record()
-                    if self.kind is Kind.OURS and text.startswith('{"type":"offer"'):
+                    if self.acks_offers and text.startswith('{"type":"offer"'):
                         # As the apps do: an unacked priority offer is resent, then falls back.
                         offer_id = json.loads(text)["offer_id"]
                         await self.ws.send(json.dumps({"type": "ack", "offer_id": offer_id}))

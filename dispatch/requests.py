@@ -213,10 +213,10 @@ class Requests:
         matched. SQLite runs the same statements in one transaction.
         """
         values = {**values, "event_at": utc_now()}
-        if self._one_statement:
-            row = await self._db.fetch_one(Prepared(self._built(change).statement, values))
-            return SessionRequest.from_row(row) if row is not None else None
         built = self._built(change)
+        if self._one_statement:
+            row = await self._db.fetch_one(Prepared(built.statement, values))
+            return SessionRequest.from_row(row) if row is not None else None
         async with self._db.transaction():
             row = await self._db.fetch_one(Prepared(built.statement, values))
             if row is None:
