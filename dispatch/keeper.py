@@ -3,9 +3,10 @@
 Redis fires a key's `expired` event only when it happens to find the key expired: beside many other keys with
 TTLs that can be minutes late. So the database holds each deadline, and every process runs this keeper:
 
-1. It reads the database for deadlines in the next few seconds and schedules a timer for each. It reads again
-   when a deadline is armed, here or on another process (a note on the `deadlines` channel), and otherwise
-   only every `IDLE_POLL_S` as a safety net: an idle system costs no queries to speak of.
+1. A deadline armed here (a booking, an offer marked sent, a resend) is scheduled at once from memory, and sent
+   to the other processes in a note on the `deadlines` channel, which schedule it the same way: no database
+   read per booking. Every `IDLE_POLL_S` the keeper also reads the database for deadlines in the next
+   `HORIZON_S` seconds, a safety net for lost notes and restarts that costs no queries to speak of.
 2. At a window's deadline the timer calls `fall_back` once; the database lets one process win. A window's key
    `expired` event is acted on only by a process that holds no timer for it (it armed the window after this
    process last read), so in the common case each process tries a fallback once, not twice.
@@ -19,14 +20,18 @@ database again lets exactly one process act.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import uuid
+from dataclasses import astuple
 from datetime import timedelta
 from typing import Any
 
 from base.clock import utc_now
 from delivery.bus import Bus
 from dispatch.models import FallbackReason
+from dispatch.requests import Deadline
 from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,7 @@ class DeadlineKeeper:
         self._channel = channel
         self._scheduled: set[tuple[str, str, int, int]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._noted_elsewhere = asyncio.Event()
+        self._next_poll = 0.0  # loop time of the next safety-net read of the database
         self._signature = uuid.uuid4().hex  # this process's notes, which it need not hear back
         bus.subscribe(bus.expired_channel, self._on_expired)
         bus.subscribe(channel, self._on_note)
@@ -56,46 +61,60 @@ class DeadlineKeeper:
         count = await self._dispatcher.rearm_windows()
         if count:
             log.info("re-armed %d priority windows from the database", count)
+        self._next_poll = 0.0  # and read every upcoming deadline again
 
     async def run(self) -> None:
         await self.recover()
         changed_here = self._dispatcher.deadlines_changed
+        loop = asyncio.get_running_loop()
         while True:
-            if changed_here.is_set():
-                changed_here.clear()
+            changed_here.clear()
+            armed, self._dispatcher.armed = self._dispatcher.armed, []
+            if armed:
+                for deadline in armed:
+                    self._schedule(deadline)
                 try:
-                    await self._bus.publish(self._channel, self._signature)
+                    await self._bus.publish(self._channel, self._note(armed))
                 except Exception:
-                    log.exception("could not tell other processes of a new deadline")
-            self._noted_elsewhere.clear()
-            try:
-                await self._schedule_upcoming()
-            except Exception:
-                log.exception("deadline poll failed; retrying")
-            waits = [asyncio.ensure_future(changed_here.wait()), asyncio.ensure_future(self._noted_elsewhere.wait())]
-            try:
-                await asyncio.wait(waits, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
+                    log.exception("could not tell other processes of new deadlines (their next poll finds them)")
+            if loop.time() >= self._next_poll:
+                self._next_poll = loop.time() + IDLE_POLL_S
+                try:
+                    await self._schedule_upcoming()
+                except Exception:
+                    log.exception("deadline poll failed; retrying")
+            if not changed_here.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed_here.wait(), max(0.0, self._next_poll - loop.time()))
+
+    def _note(self, deadlines: list[Deadline]) -> str:
+        return json.dumps({"from": self._signature, "deadlines": [astuple(d) for d in deadlines]})
 
     async def _on_note(self, data: str) -> None:
-        if data != self._signature:
-            self._noted_elsewhere.set()
+        try:
+            note = json.loads(data)
+            if note["from"] == self._signature:
+                return
+            deadlines = [Deadline(str(k), str(r), int(a), int(n), float(d)) for k, r, a, n, d in note["deadlines"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed deadline note: %.200r", data)
+            return
+        for deadline in deadlines:
+            self._schedule(deadline)
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
         for deadline in await self._dispatcher.requests.deadlines_before(horizon, BATCH):
-            self._schedule(deadline.kind, deadline.request_id, deadline.attempt, deadline.resends, deadline.due_epoch)
+            self._schedule(deadline)
 
-    def _schedule(self, kind: str, request_id: str, attempt: int, resends: int, due_epoch: float) -> None:
-        token = (kind, request_id, attempt, resends)
+    def _schedule(self, deadline: Deadline) -> None:
+        token = (deadline.kind, deadline.request_id, deadline.attempt, deadline.resends)
         if token in self._scheduled:
             return
         self._scheduled.add(token)
         # A timer may wake a hair early; the database's `deadline <= now` must already hold when it does.
-        delay = max(0.0, due_epoch - utc_now().timestamp() + WAKE_MARGIN_S)
-        task = asyncio.create_task(self._fire(token, delay), name=f"deadline-{kind}-{request_id}")
+        delay = max(0.0, deadline.due_epoch - utc_now().timestamp() + WAKE_MARGIN_S)
+        task = asyncio.create_task(self._fire(token, delay), name=f"deadline-{deadline.kind}-{deadline.request_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

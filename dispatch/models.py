@@ -117,6 +117,8 @@ class SessionRequest:
     priority_window_minutes: int | None
     priority_deadline: datetime | None
     priority_notified_at: datetime | None
+    offer_acked_at: datetime | None
+    ack_deadline: datetime | None
     fallback_broadcast_at: datetime | None
     reroute_reason: FallbackReason | None
     created_at: datetime
@@ -155,6 +157,8 @@ class SessionRequest:
             priority_window_minutes=m["priority_window_minutes"],
             priority_deadline=ts("priority_deadline"),
             priority_notified_at=ts("priority_notified_at"),
+            offer_acked_at=ts("offer_acked_at"),
+            ack_deadline=ts("ack_deadline"),
             fallback_broadcast_at=ts("fallback_broadcast_at"),
             reroute_reason=FallbackReason(m["reroute_reason"]) if m["reroute_reason"] else None,
             created_at=as_utc(m["created_at"]),
