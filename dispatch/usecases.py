@@ -141,7 +141,8 @@ class Dispatcher:
             raise RequestAlreadyOpen(request_id=already.id)
 
     async def insert(self, prepared: PreparedRequest, checkout_session_id: str | None = None) -> SessionRequest | None:
-        """Store a prepared request; None if one already exists for this Checkout Session.
+        """Store a prepared request; None if one already exists for this Checkout Session, or (unpaid bookings)
+        the customer already has an open request for this favorite.
 
         When the favorite is online the priority offer is marked sent in the same write, and its ack clock runs
         from there: if this process dies before sending, the missed ack resends it.
