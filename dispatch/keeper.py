@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 2.0
 HORIZON_S = 5.0
 BATCH = 1000
-WAKE_MARGIN_S = 0.002
 
 
 class DeadlineKeeper:
@@ -112,16 +111,19 @@ class DeadlineKeeper:
         if token in self._scheduled:
             return
         self._scheduled.add(token)
-        # A timer may wake a hair early; the database's `deadline <= now` must already hold when it does.
-        delay = max(0.0, deadline.due_epoch - utc_now().timestamp() + WAKE_MARGIN_S)
-        task = asyncio.create_task(self._fire(token, delay), name=f"deadline-{deadline.kind}-{deadline.request_id}")
+        task = asyncio.create_task(
+            self._fire(token, deadline.due_epoch), name=f"deadline-{deadline.kind}-{deadline.request_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fire(self, token: tuple[str, str, int, int], delay: float) -> None:
+    async def _fire(self, token: tuple[str, str, int, int], due_epoch: float) -> None:
         kind, request_id, attempt, _ = token
         try:
-            await asyncio.sleep(delay)
+            # Timers may wake up to a millisecond early (uvloop counts whole milliseconds, on the monotonic clock),
+            # and the database compares `deadline <= now` on the wall clock: never act before the deadline.
+            while (remaining_s := due_epoch - utc_now().timestamp()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
+                await asyncio.sleep(remaining_s)
             if kind == "window":
                 await self._close_window(request_id, attempt)
             else:
