@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api import admin, favorites, health, metrics, payments, session_requests, statuses
+from api import admin, favorites, health, metrics, payments, session_requests, statuses, workshops
 from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> App:
             *favorites.routes,
             *session_requests.routes,
             *admin.routes,
+            *workshops.routes,
             *payments.routes,
             *metrics.routes,
             Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),

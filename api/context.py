@@ -35,6 +35,7 @@ def new_request_from(principal: Principal, body: BookingBody) -> NewRequest:
         plan_code=body.plan_code,
         routing=body.routing,
         preferred_mechanic_id=body.preferred_mechanic_id,
+        preferred_workshop_id=body.preferred_workshop_id,
         provider_type=body.provider_type,
     )
 

@@ -1,4 +1,4 @@
-"""A customer's favorites: add after a good session, list with live status, remove."""
+"""A customer's favorite mechanics and workshops: add after a good session, list with live status, remove."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from api.auth import Role
 from api.context import authenticate, provider_type_of, services
 from api.responses import read_json, typed
 from api.schemas import FavoriteBody
-from api.statuses import seconds_since
+from api.statuses import seconds_since, workshop_presence
 from base.clock import iso
+from base.errors import WorkshopNotFound
+from dispatch.mechanics import ProviderType
 from presence.tracker import last_seen_of
 
 
@@ -20,10 +22,20 @@ async def list_favorites(request: Request) -> Response:
     principal = authenticate(request, Role.CUSTOMER)
     svc = services(request)
     favorites = await svc.favorites.list(principal.sub)
-    live = svc.presence.statuses([f.provider_id for f in favorites])
+    live = svc.presence.statuses([f.provider_id for f in favorites if f.provider_type != ProviderType.WORKSHOP])
     body = []
     for favorite in favorites:
-        last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
+        online_count: int | None = None
+        if favorite.provider_type == ProviderType.WORKSHOP:
+            try:
+                workshop = await svc.workshops.get(favorite.provider_id)
+            except WorkshopNotFound:
+                continue  # deleted since the list was read
+            online_count, last_seen = await workshop_presence(svc, workshop)
+            is_online = online_count > 0
+        else:
+            last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
+            is_online = live[favorite.provider_id].is_online
         body.append(
             schemas.Favorite(
                 provider_id=favorite.provider_id,
@@ -31,9 +43,10 @@ async def list_favorites(request: Request) -> Response:
                 name=favorite.name,
                 booking_count=favorite.booking_count,
                 created_at=iso(favorite.created_at),
-                is_online=live[favorite.provider_id].is_online,
+                is_online=is_online,
                 last_seen=iso(last_seen),
                 last_seen_seconds=seconds_since(last_seen),
+                online_count=online_count,
             )
         )
     return typed(schemas.Favorites(favorites=body))
@@ -44,8 +57,8 @@ async def add_favorite(request: Request) -> Response:
     body = await read_json(request, FavoriteBody)
     provider_type = provider_type_of(body.provider_type)
     svc = services(request)
-    mechanic, is_new = await svc.favorites.add(principal.sub, body.provider_id, provider_type)
-    added = schemas.FavoriteAdded(provider_id=mechanic.id, provider_type=provider_type.value, name=mechanic.name)
+    provider_id, name, is_new = await svc.favorites.add(principal.sub, body.provider_id, provider_type)
+    added = schemas.FavoriteAdded(provider_id=provider_id, provider_type=provider_type.value, name=name)
     return typed(added, status_code=201 if is_new else 200)
 
 

@@ -39,6 +39,7 @@ from dispatch.plans import Plans
 from dispatch.requests import Requests
 from dispatch.usecases import Dispatcher
 from dispatch.windows import Windows
+from dispatch.workshops import Workshops
 from presence.tracker import PresenceTracker
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Services:
     presence: PresenceTracker
     hub: Hub
     sockets: SocketRegistry
+    workshops: Workshops
     mechanics: Mechanics
     favorites: Favorites
     plans: Plans
@@ -183,8 +185,9 @@ async def open_services(settings: Settings) -> Services:
     bus.on_reconnect(presence.replica.rebuild)
     keys = DispatchKeys(settings.key_prefix)
     hub = Hub(bus, keys.deliveries)
-    mechanics = Mechanics(database, bus, keys.deleted_mechanics)
-    favorites = Favorites(database, mechanics)
+    mechanics = Mechanics(database, bus, keys.changed_mechanics)
+    workshops = Workshops(database, mechanics, bus, keys.changed_workshops)
+    favorites = Favorites(database, mechanics, workshops)
     plans = Plans(database)
     dispatch_config = settings.dispatch_config()
     dispatcher = Dispatcher(
@@ -193,8 +196,9 @@ async def open_services(settings: Settings) -> Services:
         offers=Offers(hub),
         presence=presence,
         mechanics=mechanics,
+        workshops=workshops,
         favorites=favorites,
-        rules=BookingRules(mechanics, plans, dispatch_config.rollout_percent),
+        rules=BookingRules(mechanics, workshops, plans, dispatch_config.rollout_percent),
         config=dispatch_config,
     )
     keeper = DeadlineKeeper(dispatcher, bus, keys.deadlines)
@@ -213,6 +217,7 @@ async def open_services(settings: Settings) -> Services:
         hub=hub,
         sockets=sockets,
         mechanics=mechanics,
+        workshops=workshops,
         favorites=favorites,
         plans=plans,
         dispatcher=dispatcher,

@@ -22,6 +22,9 @@ class BookingBody(msgspec.Struct, frozen=True):
     plan_code: Short
     routing: Short = "broadcast"
     preferred_mechanic_id: Id | None = None
+    preferred_workshop_id: Annotated[
+        Id | None, msgspec.Meta(description="A favorite workshop instead of a mechanic: any member may take it.")
+    ] = None
     provider_type: Short | None = None
 
 
@@ -33,6 +36,10 @@ class FavoriteBody(msgspec.Struct, frozen=True):
 class MechanicBody(msgspec.Struct, frozen=True):
     name: Name
     provider_type: Short | None = None
+
+
+class WorkshopBody(msgspec.Struct, frozen=True):
+    name: Name
 
 
 # Responses. Timestamps are ISO-8601 UTC with milliseconds; ids are UUIDs.
@@ -100,6 +107,36 @@ class Favorite(msgspec.Struct, frozen=True):
     is_online: bool
     last_seen: Timestamp | None
     last_seen_seconds: int | None
+    online_count: Annotated[
+        int | None, msgspec.Meta(description="A workshop's members online now; null for a mechanic.")
+    ] = None
+
+
+class WorkshopStatus(msgspec.Struct, frozen=True):
+    """Online while any member is; `last_seen` is the latest of its members'."""
+
+    workshop_id: str
+    name: str
+    is_online: bool
+    online_count: int
+    last_seen: Timestamp | None
+    last_seen_seconds: int | None
+
+
+class WorkshopMember(msgspec.Struct, frozen=True):
+    mechanic_id: str
+    name: str
+    is_online: bool
+
+
+class Workshop(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    members: list[WorkshopMember]
+
+
+class Workshops(msgspec.Struct, frozen=True):
+    workshops: list[Workshop]
 
 
 class Favorites(msgspec.Struct, frozen=True):
@@ -132,6 +169,7 @@ class SessionRequest(msgspec.Struct, frozen=True):
     session_type: str
     plan_code: str
     preferred_mechanic_id: str | None
+    preferred_workshop_id: str | None
     mechanic_id: str | None
     mechanic_name: str | None
     attempt: int

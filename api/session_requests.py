@@ -24,6 +24,8 @@ LIST_LIMIT = 50
 
 async def request_view(svc: Services, request: SessionRequest) -> schemas.SessionRequest:
     names = await svc.mechanics.names([i for i in (request.preferred_mechanic_id, request.mechanic_id) if i])
+    if request.preferred_workshop_id is not None:
+        names[request.preferred_workshop_id] = await svc.workshops.name_of(request.preferred_workshop_id)
     return schemas.SessionRequest(
         id=request.id,
         status=request.status.value,
@@ -33,6 +35,7 @@ async def request_view(svc: Services, request: SessionRequest) -> schemas.Sessio
         session_type=request.session_type,
         plan_code=request.plan_code,
         preferred_mechanic_id=request.preferred_mechanic_id,
+        preferred_workshop_id=request.preferred_workshop_id,
         mechanic_id=request.mechanic_id,
         mechanic_name=names.get(request.mechanic_id) if request.mechanic_id else None,
         attempt=request.attempt,

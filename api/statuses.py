@@ -1,4 +1,4 @@
-"""Mechanics' live status: from the presence replica and the cached mechanic, no round trip."""
+"""Mechanics' and workshops' live status: from the presence replica and the cached records, no round trip."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from base.errors import InvalidInput, MechanicNotFound
 from base.ids import canonical_id
 from dispatch.mechanics import Mechanic
 from dispatch.rollout import Arm, arm_for
+from dispatch.workshops import Workshop
 from presence.replica import LiveStatus
 from presence.tracker import last_seen_of
 
@@ -67,6 +68,32 @@ async def mechanic_status(request: Request) -> Response:
     return typed(live_statuses(svc, [mechanic], principal)[mechanic.id])
 
 
+async def workshop_presence(svc: Services, workshop: Workshop) -> tuple[int, datetime | None]:
+    """How many members are online, and when the last of them was seen (members are cached like mechanics)."""
+    members = await svc.mechanics.get_many(list(workshop.member_ids))
+    live = svc.presence.statuses([m.id for m in members])
+    seen = [s for m in members if (s := last_seen_of(live[m.id], m.last_seen_at)) is not None]
+    return sum(1 for m in members if live[m.id].is_online), max(seen, default=None)
+
+
+async def workshop_status(request: Request) -> Response:
+    """Online while any member is; `last_seen` the latest of its members'."""
+    authenticate(request)
+    svc = services(request)
+    workshop = await svc.workshops.get(request.path_params["workshop_id"])
+    online_count, last_seen = await workshop_presence(svc, workshop)
+    return typed(
+        schemas.WorkshopStatus(
+            workshop_id=workshop.id,
+            name=workshop.name,
+            is_online=online_count > 0,
+            online_count=online_count,
+            last_seen=iso(last_seen),
+            last_seen_seconds=seconds_since(last_seen),
+        )
+    )
+
+
 async def mechanics_status(request: Request) -> Response:
     principal = authenticate(request)
     svc = services(request)
@@ -94,4 +121,5 @@ async def mechanics_status(request: Request) -> Response:
 routes = [
     Route("/api/mechanics/status", mechanics_status),
     Route("/api/mechanics/{mechanic_id}/status", mechanic_status),
+    Route("/api/workshops/{workshop_id}/status", workshop_status),
 ]

@@ -5,10 +5,12 @@ FavdispatchError
 ├── Forbidden                     403  forbidden (a valid token whose role may not do this)
 ├── NotFound                      404
 │   ├── MechanicNotFound          mechanic_not_found
+│   ├── WorkshopNotFound          workshop_not_found (deleted, or no mechanics left to book)
 │   └── RequestNotFound           request_not_found
 ├── InvalidInput                  422  validation_error (names the field)
 ├── BodyTooLarge                  413  body_too_large
 ├── Conflict                      409
+│   ├── MechanicInOtherWorkshop   mechanic_in_other_workshop
 │   ├── RequestNotCancellable     request_not_cancellable
 │   └── RequestNotCompletable     request_not_completable
 ├── OfferUnavailable              409  offer_unavailable (taken, cancelled, or not offered to you)
@@ -61,6 +63,11 @@ class MechanicNotFound(NotFound):
     default_message = "This mechanic is no longer available."
 
 
+class WorkshopNotFound(NotFound):
+    code = "workshop_not_found"
+    default_message = "This workshop is no longer available."
+
+
 class RequestNotFound(NotFound):
     code = "request_not_found"
     default_message = "No such session request."
@@ -80,6 +87,11 @@ class BodyTooLarge(FavdispatchError):
 class Conflict(FavdispatchError):
     code = "conflict"
     status = 409
+
+
+class MechanicInOtherWorkshop(Conflict):
+    code = "mechanic_in_other_workshop"
+    default_message = "This mechanic belongs to another workshop: remove them there first."
 
 
 class RequestNotCancellable(Conflict):

@@ -23,4 +23,7 @@ mechanics = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
+    # The one workshop this mechanic works for, if any (a column: at most one).
+    sa.Column("workshop_id", UUID, nullable=True),
+    sa.Index("idx_mechanics_workshop", "workshop_id"),
 )

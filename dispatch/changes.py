@@ -70,12 +70,27 @@ def excluding(reason: str) -> Callable[[Row], Sequence[sa.Insert]]:
 
 
 def counting_the_booking(row: Row) -> Sequence[sa.Update]:
-    """A side row: an accepted booking with a favorite raises it in the customer's list."""
+    """A side row: an accepted booking raises the customer's favorites it went to, the mechanic and their
+    workshop."""
     return [
         favorites.update()
-        .where(favorites.c.customer_id == row["customer_id"], favorites.c.provider_id == param("mechanic"))
+        .where(
+            favorites.c.customer_id == row["customer_id"],
+            favorites.c.provider_id.in_([param("mechanic"), param("workshop")]),
+        )
         .values(booking_count=favorites.c.booking_count + 1)
     ]
+
+
+FAVORITE_ACCEPT = "by the favorite"
+
+
+def accepted_by(row: Row) -> ColumnElement[Any]:
+    """The accept's detail: whether the favorite took it (for a workshop, any member), which the KPIs count."""
+    by_favorite = sa.or_(
+        row["preferred_mechanic_id"] == param("mechanic"), row["preferred_workshop_id"] == param("workshop")
+    )
+    return sa.case((by_favorite, sa.literal(FAVORITE_ACCEPT)), else_=sa.null())
 
 
 def resend_number(row: Row) -> ColumnElement[Any]:
@@ -85,6 +100,11 @@ def resend_number(row: Row) -> ColumnElement[Any]:
 _pending = sr.c.status == Status.PENDING.value
 _priority = sr.c.phase == Phase.PRIORITY.value
 _this_attempt = sr.c.attempt == param("attempt")
+# `param("mechanic")` is the favorite: the favorite mechanic, or a member of the favorite workshop (the caller
+# supplies the mechanic's workshop as `param("workshop")`, None for an independent).
+_by_the_favorite = sa.or_(
+    sr.c.preferred_mechanic_id == param("mechanic"), sr.c.preferred_workshop_id == param("workshop")
+)
 
 # A request is stored with its first events; with an online favorite, its priority offer is marked sent in the
 # same write. One shape per set of first events.
@@ -96,6 +116,7 @@ CREATED_COLUMNS = (
     "plan_code",
     "status",
     "preferred_mechanic_id",
+    "preferred_workshop_id",
     "routing_type",
     "priority_window_minutes",
     "created_at",
@@ -142,7 +163,7 @@ ACK = Change(
         _this_attempt,
         _pending,
         _priority,
-        sr.c.preferred_mechanic_id == param("mechanic"),
+        _by_the_favorite,
         sr.c.offer_acked_at.is_(None),
     ),
     values={"offer_acked_at": param("now"), "ack_deadline": None},
@@ -162,7 +183,7 @@ ACCEPT = Change(
     when=(
         _this_attempt,
         _pending,
-        sa.or_(sr.c.phase == Phase.BROADCAST.value, sr.c.preferred_mechanic_id == param("mechanic")),
+        sa.or_(sr.c.phase == Phase.BROADCAST.value, _by_the_favorite),
         ~sa.exists(
             sa.select(request_exclusions.c.request_id).where(
                 request_exclusions.c.request_id == sr.c.id,
@@ -177,7 +198,7 @@ ACCEPT = Change(
         "accepted_at": param("now"),
         "ack_deadline": None,
     },
-    notes=lambda row: [Note(EventKind.ACCEPTED, param("mechanic"), param("attempt"))],
+    notes=lambda row: [Note(EventKind.ACCEPTED, param("mechanic"), param("attempt"), accepted_by(row))],
     also=counting_the_booking,
 )
 

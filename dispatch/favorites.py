@@ -1,4 +1,5 @@
-"""Customers' favorite mechanics: add after a good session, remove, and drop deleted mechanics everywhere."""
+"""Customers' favorite mechanics and workshops: add after a good session, remove, and drop deleted ones
+everywhere."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
 from base.ids import canonical_id
 from base.tables import mechanics
-from dispatch.mechanics import Mechanic, Mechanics, ProviderType
+from dispatch.mechanics import Mechanics, ProviderType
 from dispatch.sql import insert_ignoring_conflict
-from dispatch.tables import favorites
+from dispatch.tables import favorites, workshops
+from dispatch.workshops import Workshops
 
 
 @dataclass(frozen=True)
@@ -24,20 +26,37 @@ class Favorite:
     name: str
     booking_count: int
     created_at: datetime
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None  # a mechanic's, as last flushed to the database
 
 
 class Favorites:
-    def __init__(self, database: Database, registry: Mechanics) -> None:
+    def __init__(self, database: Database, registry: Mechanics, workshops: Workshops) -> None:
         self._db = database
         self._registry = registry
+        self._workshops = workshops
 
     async def list(self, customer_id: str) -> list[Favorite]:
-        """The customer's favorites among live mechanics, most booked first (the seed's smart default)."""
+        """The customer's favorite mechanics and workshops that are not deleted, most booked first (the seed's
+        smart default)."""
+        is_mechanic = favorites.c.provider_type == ProviderType.INDEPENDENT.value
         rows = await self._db.fetch_all(
-            sa.select(favorites, mechanics.c.name, mechanics.c.last_seen_at)
-            .join(mechanics, mechanics.c.id == favorites.c.provider_id)
-            .where(favorites.c.customer_id == customer_id, mechanics.c.deleted_at.is_(None))
+            sa.select(
+                favorites,
+                sa.func.coalesce(mechanics.c.name, workshops.c.name).label("name"),
+                mechanics.c.last_seen_at,
+            )
+            .outerjoin(
+                mechanics,
+                sa.and_(is_mechanic, mechanics.c.id == favorites.c.provider_id, mechanics.c.deleted_at.is_(None)),
+            )
+            .outerjoin(
+                workshops,
+                sa.and_(~is_mechanic, workshops.c.id == favorites.c.provider_id, workshops.c.deleted_at.is_(None)),
+            )
+            .where(
+                favorites.c.customer_id == customer_id,
+                sa.or_(mechanics.c.id.is_not(None), workshops.c.id.is_not(None)),
+            )
             .order_by(favorites.c.booking_count.desc(), favorites.c.created_at.desc())
         )
         return [
@@ -52,21 +71,27 @@ class Favorites:
             for r in rows
         ]
 
-    async def add(self, customer_id: str, provider_id: str, provider_type: ProviderType) -> tuple[Mechanic, bool]:
-        """Add a favorite; the flag is True if it is new. Idempotent, and safe when two adds race (the key decides)."""
-        mechanic = await self._registry.get(provider_id)
+    async def add(self, customer_id: str, provider_id: str, provider_type: ProviderType) -> tuple[str, str, bool]:
+        """Add a favorite mechanic or workshop: (its id, its name, whether it is new). Idempotent, and safe when
+        two adds race (the key decides)."""
+        if provider_type is ProviderType.WORKSHOP:
+            workshop = await self._workshops.get(provider_id)
+            favorite_id, name = workshop.id, workshop.name
+        else:
+            mechanic = await self._registry.get(provider_id)
+            favorite_id, name = mechanic.id, mechanic.name
         inserted = await self._db.fetch_one(
             insert_ignoring_conflict(self._db, favorites)
             .values(
                 customer_id=customer_id,
-                provider_id=mechanic.id,
+                provider_id=favorite_id,
                 provider_type=provider_type.value,
                 created_at=utc_now(),
                 booking_count=0,
             )
             .returning(favorites.c.provider_id)
         )
-        return mechanic, inserted is not None
+        return favorite_id, name, inserted is not None
 
     async def remove(self, customer_id: str, provider_id: str) -> None:
         """Idempotent: removing a mechanic who is not a favorite is not an error (a retried DELETE)."""
@@ -85,6 +110,6 @@ class Favorites:
         )
         return row is not None
 
-    async def forget_mechanic(self, mechanic_id: str) -> None:
-        """A deleted mechanic disappears from every customer's favorites."""
-        await self._db.execute(favorites.delete().where(favorites.c.provider_id == mechanic_id))
+    async def forget(self, provider_id: str) -> None:
+        """A deleted mechanic or workshop disappears from every customer's favorites."""
+        await self._db.execute(favorites.delete().where(favorites.c.provider_id == provider_id))

@@ -49,6 +49,7 @@ def metadata_for(new: NewRequest, routing_type: str, arm: str) -> dict[str, str]
     values = {
         "customer_id": new.customer_id,
         "preferred_mechanic_id": new.preferred_mechanic_id or "",
+        "preferred_workshop_id": new.preferred_workshop_id or "",
         "routing_type": routing_type,
         "routing": new.routing,
         "provider_type": new.provider_type or "",
@@ -74,6 +75,7 @@ def _new_request(metadata: dict[str, str]) -> NewRequest:
         plan_code=metadata["plan_code"],
         routing=metadata["routing"],
         preferred_mechanic_id=metadata.get("preferred_mechanic_id") or None,
+        preferred_workshop_id=metadata.get("preferred_workshop_id") or None,
         provider_type=metadata.get("provider_type") or None,
     )
 

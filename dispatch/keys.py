@@ -21,9 +21,15 @@ class DispatchKeys:
         return (request_id, int(attempt)) if attempt.isdigit() else None
 
     @property
-    def deleted_mechanics(self) -> str:
-        """Pub/sub channel announcing deleted mechanics, so every process drops them from its cache."""
-        return f"{self.prefix}:mechanics:deleted"
+    def changed_mechanics(self) -> str:
+        """Pub/sub channel announcing mechanics deleted or moved between workshops: every process drops them from
+        its cache."""
+        return f"{self.prefix}:mechanics:changed"
+
+    @property
+    def changed_workshops(self) -> str:
+        """Pub/sub channel announcing workshops deleted or whose members changed, for the same reason."""
+        return f"{self.prefix}:workshops:changed"
 
     @property
     def deadlines(self) -> str:

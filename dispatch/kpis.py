@@ -11,13 +11,14 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from databases import Database
 
 from base.clock import as_utc, iso
 from base.stats import percentile
+from dispatch.changes import FAVORITE_ACCEPT
 from dispatch.models import EventKind
 from dispatch.rollout import Arm
 from dispatch.tables import request_events, session_requests
@@ -28,13 +29,21 @@ REBOOK_TARGET = 0.60
 Z95 = 1.959964
 
 
+class Accept(NamedTuple):
+    mechanic: str
+    at: datetime
+    by_favorite: bool  # the accept's event says the favorite (a mechanic, or a member of a workshop) took it
+
+
 @dataclass(frozen=True)
 class _Request:
     id: str
     customer_id: str
     arm: str
     routing_type: str
+    provider_type: str | None
     preferred_mechanic_id: str | None
+    preferred_workshop_id: str | None
     mechanic_id: str | None
     created_at: datetime
     accepted_at: datetime | None
@@ -78,7 +87,9 @@ class Kpis:
             sr.c.customer_id,
             sr.c.arm,
             sr.c.routing_type,
+            sr.c.provider_type,
             sr.c.preferred_mechanic_id,
+            sr.c.preferred_workshop_id,
             sr.c.mechanic_id,
             sr.c.created_at,
             sr.c.accepted_at,
@@ -90,17 +101,23 @@ class Kpis:
             query = query.where(sr.c.created_at < until)
         return [_request(row) for row in await self._db.fetch_all(query)]
 
-    async def _accepters(self, request_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
-        """Each request's accepts, in order: (mechanic, when). A give-back leaves the first accept on record."""
-        accepts: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    async def _accepters(self, request_ids: list[str]) -> dict[str, list[Accept]]:
+        """Each request's accepts, in order. A give-back leaves the first accept on record."""
+        accepts: dict[str, list[Accept]] = defaultdict(list)
         for chunk in _chunks(request_ids):
             rows = await self._db.fetch_all(
-                sa.select(request_events.c.request_id, request_events.c.mechanic_id, request_events.c.at)
+                sa.select(
+                    request_events.c.request_id,
+                    request_events.c.mechanic_id,
+                    request_events.c.at,
+                    request_events.c.detail,
+                )
                 .where(request_events.c.request_id.in_(chunk), request_events.c.kind == EventKind.ACCEPTED.value)
                 .order_by(request_events.c.id)
             )
             for row in rows:
-                accepts[str(row["request_id"])].append((str(row["mechanic_id"]), as_utc(row["at"])))
+                accept = Accept(str(row["mechanic_id"]), as_utc(row["at"]), row["detail"] == FAVORITE_ACCEPT)
+                accepts[str(row["request_id"])].append(accept)
         return accepts
 
     async def _fallback_reasons(self, request_ids: list[str]) -> dict[str, list[str]]:
@@ -145,7 +162,9 @@ def _request(row: Any) -> _Request:
         customer_id=str(m["customer_id"]),
         arm=m["arm"],
         routing_type=m["routing_type"],
+        provider_type=m["provider_type"],
         preferred_mechanic_id=text("preferred_mechanic_id"),
+        preferred_workshop_id=text("preferred_workshop_id"),
         mechanic_id=text("mechanic_id"),
         created_at=as_utc(m["created_at"]),
         accepted_at=ts("accepted_at"),
@@ -153,25 +172,40 @@ def _request(row: Any) -> _Request:
     )
 
 
-def _accepted_by_favorite(request: _Request, accepted_by: dict[str, list[tuple[str, datetime]]]) -> bool:
-    return any(mechanic == request.preferred_mechanic_id for mechanic, _ in accepted_by.get(request.id, ()))
+def _has_favorite(request: _Request) -> bool:
+    return request.preferred_mechanic_id is not None or request.preferred_workshop_id is not None
 
 
-def _minutes_to_accept(request: _Request, accepted_by: dict[str, list[tuple[str, datetime]]]) -> float | None:
+def _accepted_by_favorite(request: _Request, accepted_by: dict[str, list[Accept]]) -> bool:
+    """The favorite accepted: the favorite mechanic, or any member of the favorite workshop (the accept's event
+    says so, as membership was at the time)."""
+    return any(a.by_favorite or a.mechanic == request.preferred_mechanic_id for a in accepted_by.get(request.id, ()))
+
+
+def _favorite_acceptance(requests: list[_Request], accepted_by: dict[str, list[Accept]]) -> dict[str, Any]:
+    with_favorite = [r for r in requests if _has_favorite(r)]
+    by_favorite = sum(1 for r in with_favorite if _accepted_by_favorite(r, accepted_by))
+    return {
+        "rate": _rate(by_favorite, len(with_favorite)),
+        "accepted_by_favorite": by_favorite,
+        "with_favorite": len(with_favorite),
+    }
+
+
+def _minutes_to_accept(request: _Request, accepted_by: dict[str, list[Accept]]) -> float | None:
     accepts = accepted_by.get(request.id)
     if not accepts:
         return None
-    return (accepts[0][1] - request.created_at).total_seconds() / 60
+    return (accepts[0].at - request.created_at).total_seconds() / 60
 
 
 def _metrics(
     requests: list[_Request],
-    accepted_by: dict[str, list[tuple[str, datetime]]],
+    accepted_by: dict[str, list[Accept]],
     fallback_reasons: dict[str, list[str]],
     history: dict[str, list[tuple[datetime, str]]],
 ) -> dict[str, Any]:
-    with_favorite = [r for r in requests if r.preferred_mechanic_id]
-    by_favorite = sum(1 for r in with_favorite if _accepted_by_favorite(r, accepted_by))
+    provider_types = sorted({r.provider_type for r in requests if _has_favorite(r) and r.provider_type})
     priority = [r for r in requests if r.routing_type == "priority_broadcast"]
     fell_back = [r for r in priority if r.fallback_broadcast_at is not None]
     reasons: dict[str, int] = defaultdict(int)
@@ -193,10 +227,12 @@ def _metrics(
     return {
         "requests": len(requests),
         "favorite_acceptance": {
-            "rate": _rate(by_favorite, len(with_favorite)),
-            "accepted_by_favorite": by_favorite,
-            "with_favorite": len(with_favorite),
+            **_favorite_acceptance(requests, accepted_by),
             "target": FAVORITE_ACCEPTANCE_TARGET,
+            "by_provider_type": {
+                kind: _favorite_acceptance([r for r in requests if r.provider_type == kind], accepted_by)
+                for kind in provider_types
+            },
         },
         "fallback": {
             "rate": _rate(len(fell_back), len(priority)),
@@ -226,24 +262,22 @@ def _metrics(
 def _rebooked(
     bookings: list[_Request],
     history: list[tuple[datetime, str]],
-    accepted_by: dict[str, list[tuple[str, datetime]]],
+    accepted_by: dict[str, list[Accept]],
 ) -> bool:
     """Did any of these bookings go to a mechanic this customer had had on an earlier booking?"""
     for booking in bookings:
-        mechanic = booking.mechanic_id or accepted_by[booking.id][0][0]
+        mechanic = booking.mechanic_id or accepted_by[booking.id][0].mechanic
         if any(at < booking.created_at and earlier == mechanic for at, earlier in history):
             return True
     return False
 
 
-def _compare(
-    priority: list[_Request], control: list[_Request], accepted_by: dict[str, list[tuple[str, datetime]]]
-) -> dict[str, Any]:
+def _compare(priority: list[_Request], control: list[_Request], accepted_by: dict[str, list[Accept]]) -> dict[str, Any]:
     def times(requests: list[_Request]) -> list[float]:
         return [m for r in requests if (m := _minutes_to_accept(r, accepted_by)) is not None]
 
     def acceptance(requests: list[_Request]) -> tuple[int, int]:
-        with_favorite = [r for r in requests if r.preferred_mechanic_id]
+        with_favorite = [r for r in requests if _has_favorite(r)]
         return sum(1 for r in with_favorite if _accepted_by_favorite(r, accepted_by)), len(with_favorite)
 
     return {

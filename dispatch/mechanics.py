@@ -1,7 +1,7 @@
 """The mechanics registry: who can be booked. Deleting is soft, so history keeps its names.
 
 Live mechanics are cached per process for `CACHE_TTL_S` (the status endpoint reads them on every poll); a delete
-is announced on a Redis channel so every process drops its copy at once.
+or a move between workshops is announced on a Redis channel so every process drops its copy at once.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Mechanic:
     name: str
     provider_type: str
     last_seen_at: datetime | None = None  # as last flushed to the database: stands in when Redis lost its copy
+    workshop_id: str | None = None
 
 
 def _mechanic(row: Any) -> Mechanic:
@@ -43,6 +44,7 @@ def _mechanic(row: Any) -> Mechanic:
         name=m["name"],
         provider_type=m["provider_type"],
         last_seen_at=as_utc(m["last_seen_at"]) if m["last_seen_at"] is not None else None,
+        workshop_id=str(m["workshop_id"]) if m["workshop_id"] is not None else None,
     )
 
 
@@ -60,6 +62,16 @@ class Mechanics:
 
     async def _forget(self, mechanic_id: str) -> None:
         self._cache.pop(mechanic_id, None)
+
+    async def changed(self, mechanic_id: str) -> None:
+        """Every process, this one first, drops its copy of a mechanic whose row changed."""
+        self._cache.pop(mechanic_id, None)
+        await self._bus.publish(self._channel, mechanic_id)
+
+    async def workshop_of(self, mechanic_id: str) -> str | None:
+        """The workshop a live mechanic works for (cached with the mechanic); None for an unknown one."""
+        found = await self.get_many([mechanic_id])
+        return found[0].workshop_id if found else None
 
     async def create(self, name: str, provider_type: ProviderType) -> Mechanic:
         mechanic_id = str(uuid.uuid4())
@@ -121,6 +133,5 @@ class Mechanics:
         )
         if row is None:
             raise MechanicNotFound()
-        self._cache.pop(canonical, None)
-        await self._bus.publish(self._channel, canonical)
+        await self.changed(canonical)
         return _mechanic(row)

@@ -51,6 +51,7 @@ class FallbackReason(StrEnum):
     MISSED_ACKS = "missed_acks"
     MECHANIC_CANCELLED = "mechanic_cancelled"
     MECHANIC_DELETED = "mechanic_deleted"
+    WORKSHOP_GONE = "workshop_gone"  # the favorite workshop was deleted or has no members left
 
 
 class EventKind(StrEnum):
@@ -111,6 +112,7 @@ class SessionRequest:
     routing_type: str
     provider_type: str | None
     preferred_mechanic_id: str | None
+    preferred_workshop_id: str | None
     mechanic_id: str | None
     attempt: int
     offer_resends: int
@@ -151,6 +153,7 @@ class SessionRequest:
             routing_type=m["routing_type"],
             provider_type=m["provider_type"],
             preferred_mechanic_id=text("preferred_mechanic_id"),
+            preferred_workshop_id=text("preferred_workshop_id"),
             mechanic_id=text("mechanic_id"),
             attempt=m["attempt"],
             offer_resends=m["offer_resends"],

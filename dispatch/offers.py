@@ -68,13 +68,15 @@ class Offers:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def priority(self, request: SessionRequest, *, repeat: bool = False) -> None:
-        """To every device of the favorite (`repeat`: even those that already hold this attempt)."""
-        assert request.preferred_mechanic_id is not None
+    async def priority(self, request: SessionRequest, *, to: tuple[str, ...], repeat: bool = False) -> None:
+        """To every device of the favorite, or of each member of the favorite workshop (`repeat`: even devices
+        that already hold this attempt)."""
+        if not to:
+            return
         await self._hub.send(
             Envelope(
                 frame=_raw(offer_frame(request, OfferKind.PRIORITY)),
-                to=(request.preferred_mechanic_id,),
+                to=to,
                 topic=request.id,
                 version=request.attempt,
                 repeat=repeat,
@@ -92,13 +94,13 @@ class Offers:
         )
 
     async def revoke(
-        self, request_id: str, reason: RevokeReason, *, to: str | None = None, but: str | None = None
+        self, request_id: str, reason: RevokeReason, *, to: tuple[str, ...] | None = None, but: str | None = None
     ) -> None:
-        """Withdraw an offer from the devices holding it (only `to`'s, or all but `but`'s)."""
+        """Withdraw an offer from the devices holding it (only those of `to`, or all but `but`'s)."""
         await self._hub.send(
             Envelope(
                 frame=_raw(frames.OfferRevoked(request_id=request_id, reason=reason.value)),
-                to=(to,) if to else None,
+                to=to,
                 exclude=(but,) if but else (),
                 to_holders_of=request_id,
                 release=True,

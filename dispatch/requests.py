@@ -76,13 +76,14 @@ class Requests:
         rows = await self._db.fetch_all(query.order_by(sr.c.created_at.desc()).limit(limit))
         return [SessionRequest.from_row(row) for row in rows]
 
-    async def open_for_favorite(self, customer_id: str, mechanic_id: str) -> SessionRequest | None:
-        """The customer's open request for this favorite, if any (at most one: see the tables)."""
+    async def open_for_favorite(self, customer_id: str, favorite_id: str) -> SessionRequest | None:
+        """The customer's open request for this favorite mechanic or workshop, if any (at most one: see the
+        tables)."""
         row = await self._db.fetch_one(
             sa.select(sr)
             .where(
                 sr.c.customer_id == customer_id,
-                sr.c.preferred_mechanic_id == mechanic_id,
+                sa.or_(sr.c.preferred_mechanic_id == favorite_id, sr.c.preferred_workshop_id == favorite_id),
                 sr.c.status.in_(OPEN_STATUSES),
             )
             .order_by(sr.c.created_at.desc())
@@ -90,18 +91,18 @@ class Requests:
         )
         return SessionRequest.from_row(row) if row is not None else None
 
-    async def offerable_to(self, mechanic_id: str, limit: int) -> list[SessionRequest]:
-        """Pending requests a mechanic may take: their priority requests and every broadcast they were not
-        excluded from, oldest first."""
+    async def offerable_to(self, mechanic_id: str, workshop_id: str | None, limit: int) -> list[SessionRequest]:
+        """Pending requests a mechanic may take: their priority requests, their workshop's, and every broadcast,
+        each unless they were excluded from it, oldest first."""
         excluded = sa.select(request_exclusions.c.request_id).where(request_exclusions.c.mechanic_id == mechanic_id)
+        favorite = sr.c.preferred_mechanic_id == mechanic_id
+        if workshop_id is not None:
+            favorite = sa.or_(favorite, sr.c.preferred_workshop_id == workshop_id)
         rows = await self._db.fetch_all(
             sa.select(sr)
             .where(
                 sr.c.status == Status.PENDING.value,
-                sa.or_(
-                    sa.and_(sr.c.phase == Phase.PRIORITY.value, sr.c.preferred_mechanic_id == mechanic_id),
-                    sr.c.phase == Phase.BROADCAST.value,
-                ),
+                sa.or_(sa.and_(sr.c.phase == Phase.PRIORITY.value, favorite), sr.c.phase == Phase.BROADCAST.value),
                 sr.c.id.not_in(excluded),
             )
             .order_by(sr.c.created_at)
@@ -116,6 +117,16 @@ class Requests:
             .where(sr.c.status == Status.ACCEPTED.value, sr.c.mechanic_id == mechanic_id)
             .order_by(sr.c.accepted_at)
             .limit(limit)
+        )
+        return [SessionRequest.from_row(row) for row in rows]
+
+    async def open_priority_for_workshop(self, workshop_id: str) -> list[SessionRequest]:
+        rows = await self._db.fetch_all(
+            sa.select(sr).where(
+                sr.c.status == Status.PENDING.value,
+                sr.c.phase == Phase.PRIORITY.value,
+                sr.c.preferred_workshop_id == workshop_id,
+            )
         )
         return [SessionRequest.from_row(row) for row in rows]
 

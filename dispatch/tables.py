@@ -6,11 +6,22 @@ import sqlalchemy as sa
 
 from base.tables import UUID, metadata
 
+# A team of mechanics a customer can favorite: a booking for it goes to whichever member takes it first.
+workshops = sa.Table(
+    "workshops",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 favorites = sa.Table(
     "favorites",
     metadata,
     sa.Column("customer_id", UUID, nullable=False),
-    sa.Column("provider_id", UUID, sa.ForeignKey("mechanics.id"), nullable=False),
+    # A mechanic's id (`provider_type` independent) or a workshop's (workshop).
+    sa.Column("provider_id", UUID, nullable=False),
     sa.Column("provider_type", sa.String(20), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("booking_count", sa.Integer, nullable=False, server_default="0"),
@@ -19,6 +30,9 @@ favorites = sa.Table(
 
 OPEN_FAVORITE = (
     "status IN ('pending', 'accepted') AND preferred_mechanic_id IS NOT NULL AND checkout_session_id IS NULL"
+)
+OPEN_WORKSHOP = (
+    "status IN ('pending', 'accepted') AND preferred_workshop_id IS NOT NULL AND checkout_session_id IS NULL"
 )
 
 session_requests = sa.Table(
@@ -74,6 +88,14 @@ session_requests = sa.Table(
         unique=True,
         postgresql_where=sa.text(OPEN_FAVORITE),
         sqlite_where=sa.text(OPEN_FAVORITE),
+    ),
+    sa.Index(
+        "uq_session_requests_open_workshop",
+        "customer_id",
+        "preferred_workshop_id",
+        unique=True,
+        postgresql_where=sa.text(OPEN_WORKSHOP),
+        sqlite_where=sa.text(OPEN_WORKSHOP),
     ),
 )
 

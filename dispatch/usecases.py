@@ -26,6 +26,7 @@ from base.errors import (
     RequestNotCancellable,
     RequestNotCompletable,
     RequestNotFound,
+    WorkshopNotFound,
 )
 from base.ids import canonical_id
 from delivery.close_codes import CloseCode
@@ -74,6 +75,7 @@ from dispatch.models import (
 from dispatch.offers import Greeting, Offers, assigned_frame, offer_frame
 from dispatch.requests import Deadline, Requests, sr
 from dispatch.windows import Windows
+from dispatch.workshops import Workshop, Workshops
 from presence.tracker import PresenceTracker
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class Dispatcher:
         offers: Offers,
         presence: PresenceTracker,
         mechanics: Mechanics,
+        workshops: Workshops,
         favorites: Favorites,
         rules: BookingRules,
         config: DispatchConfig,
@@ -99,6 +102,7 @@ class Dispatcher:
         self._offers = offers
         self._presence = presence
         self._mechanics = mechanics
+        self._workshops = workshops
         self._favorites = favorites
         self._rules = rules
         self.config = config
@@ -113,8 +117,7 @@ class Dispatcher:
         """Validate and route a booking. A priority booking for a favorite who is offline right now (a modal
         that went stale) is a notify & wait: the customer is told so instead of waiting on someone absent."""
         prepared = await self._rules.prepare(new, favorite_gone_means_broadcast=favorite_gone_means_broadcast)
-        preferred = prepared.preferred
-        if prepared.routing is Routing.PRIORITY and preferred and not self._presence.is_online(preferred.id):
+        if prepared.routing is Routing.PRIORITY and not self._any_online(prepared.audience):
             prepared = replace(
                 prepared,
                 routing=Routing.NOTIFY_AND_WAIT,
@@ -134,9 +137,9 @@ class Dispatcher:
 
     async def refuse_second_open_request(self, prepared: PreparedRequest) -> None:
         """RequestAlreadyOpen, naming it, when the customer already has an open request for this favorite."""
-        if prepared.preferred is None:
+        if prepared.favorite_id is None:
             return
-        already = await self.requests.open_for_favorite(prepared.customer_id, prepared.preferred.id)
+        already = await self.requests.open_for_favorite(prepared.customer_id, prepared.favorite_id)
         if already is not None:
             raise RequestAlreadyOpen(request_id=already.id)
 
@@ -153,7 +156,7 @@ class Dispatcher:
         window_s = config.notify_wait_window_s if routing is Routing.NOTIFY_AND_WAIT else config.priority_window_s
         is_priority = routing is not Routing.BROADCAST
         preferred = prepared.preferred
-        offered_now = is_priority and preferred is not None and self._presence.is_online(preferred.id)
+        offered_now = is_priority and self._any_online(prepared.audience)
         values: dict[str, Any] = {
             "customer_id": prepared.customer_id,
             "customer_name": prepared.customer_name,
@@ -161,6 +164,7 @@ class Dispatcher:
             "plan_code": prepared.plan_code,
             "status": Status.PENDING.value,
             "preferred_mechanic_id": preferred.id if preferred else None,
+            "preferred_workshop_id": prepared.workshop.id if prepared.workshop else None,
             "routing_type": (RoutingType.PRIORITY_BROADCAST if is_priority else RoutingType.BROADCAST).value,
             "priority_window_minutes": round(window_s / 60) if is_priority else None,
             "created_at": now,
@@ -185,15 +189,16 @@ class Dispatcher:
             if not await self.windows.arm(request):
                 await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
                 return
+            audience = await self.audience(request)
             if request.priority_notified_at is not None:
                 OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
-                await self._offers.priority(request)
-            elif request.preferred_mechanic_id and self._presence.is_online(request.preferred_mechanic_id):
+                await self._offers.priority(request, to=audience)
+            elif self._any_online(audience):
                 # The favorite came online between the routing decision and the insert, possibly after their
                 # device's greeting read the database: offer now (marking it sent is exactly-once).
                 offered = await self._mark_offered(request)
                 if offered is not None:
-                    await self._offers.priority(offered)
+                    await self._offers.priority(offered, to=audience)
         else:
             OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
             await self._offers.broadcast(request, ())
@@ -208,6 +213,19 @@ class Dispatcher:
         self.deadlines_changed.set()
         return len(requests)
 
+    async def audience(self, request: SessionRequest) -> tuple[str, ...]:
+        """Whom a request's priority offer is for: its favorite mechanic, or every member of its favorite
+        workshop (none once the workshop is gone)."""
+        if request.preferred_workshop_id is not None:
+            try:
+                return (await self._workshops.get(request.preferred_workshop_id)).member_ids
+            except WorkshopNotFound:
+                return ()
+        return (request.preferred_mechanic_id,) if request.preferred_mechanic_id else ()
+
+    def _any_online(self, mechanic_ids: tuple[str, ...]) -> bool:
+        return any(self._presence.is_online(m) for m in mechanic_ids)
+
     # A device connects
 
     async def greet(self, mechanic_id: str) -> list[Greeting]:
@@ -218,7 +236,8 @@ class Dispatcher:
         sure it is not received twice either.
         """
         greetings = [Greeting(assigned_frame(r)) for r in await self.requests.assigned_to(mechanic_id, GREETING_LIMIT)]
-        for request in await self.requests.offerable_to(mechanic_id, GREETING_LIMIT):
+        workshop_id = await self._mechanics.workshop_of(mechanic_id)
+        for request in await self.requests.offerable_to(mechanic_id, workshop_id, GREETING_LIMIT):
             if request.phase is Phase.PRIORITY:
                 if request.priority_notified_at is None:
                     request = await self._mark_offered(request) or request
@@ -265,9 +284,9 @@ class Dispatcher:
         request_id, attempt, kind = parsed
         if kind is not OfferKind.PRIORITY:
             return
-        await self.requests.apply(
-            ACK, {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "now": utc_now()}
-        )
+        workshop_id = await self._mechanics.workshop_of(mechanic_id)
+        values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
+        await self.requests.apply(ACK, {**values, "now": utc_now()})
 
     async def resend_or_fall_back(self, request_id: str, attempt: int) -> None:
         """The priority offer's ack is overdue: resend it, or after `offer_resends` resends fall back."""
@@ -285,7 +304,7 @@ class Dispatcher:
         if resent is not None:
             self._arming(resent)
             OFFER_RESENDS.inc()
-            await self._offers.priority(resent, repeat=True)
+            await self._offers.priority(resent, to=await self.audience(resent), repeat=True)
         elif await self.requests.is_overdue(request_id, attempt, now):
             await self.fall_back(request_id, attempt, FallbackReason.MISSED_ACKS)
 
@@ -293,9 +312,9 @@ class Dispatcher:
         """First accept wins, across every process; the favorite's booking count rises in the same commit."""
         if canonical_id(request_id) is None:
             raise OfferUnavailable(request_id=request_id)
-        request = await self.requests.apply(
-            ACCEPT, {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "now": utc_now()}
-        )
+        workshop_id = await self._mechanics.workshop_of(mechanic_id)
+        values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
+        request = await self.requests.apply(ACCEPT, {**values, "now": utc_now()})
         if request is None:
             raise OfferUnavailable(request_id=request_id)
         ACCEPTS.labels(routing_type=request.routing_type).inc()
@@ -309,14 +328,19 @@ class Dispatcher:
         return request
 
     async def decline(self, mechanic_id: str, request_id: str) -> None:
-        """Never offered again to this mechanic; a favorite's decline falls back to broadcast at once."""
+        """Never offered again to this mechanic. A favorite's decline falls back to broadcast at once; a workshop
+        member's declines only for them, until every member has declined."""
         request = await self._offered_to(mechanic_id, request_id)
-        if request.phase is Phase.PRIORITY:
+        if request.phase is Phase.PRIORITY and request.preferred_workshop_id is None:
             if not await self.fall_back(request_id, request.attempt, FallbackReason.DECLINED, by=mechanic_id):
                 raise OfferUnavailable(request_id=request_id)
         else:
             declined = Note(EventKind.DECLINED, mechanic_id, request.attempt)
             await self.requests.exclude(request_id, mechanic_id, "declined", declined)
+            if request.phase is Phase.PRIORITY:
+                remaining = set(await self.audience(request)) - set(await self.requests.excluded(request_id))
+                if not remaining:
+                    await self.fall_back(request_id, request.attempt, FallbackReason.DECLINED)
         await self._offers.tell(mechanic_id, frames.Declined(request_id=request_id), releasing=request_id)
 
     async def _offered_to(self, mechanic_id: str, request_id: str) -> SessionRequest:
@@ -325,6 +349,8 @@ class Dispatcher:
         except RequestNotFound:
             raise OfferUnavailable(request_id=request_id) from None
         eligible = request.phase is Phase.BROADCAST or request.preferred_mechanic_id == mechanic_id
+        if not eligible and request.preferred_workshop_id is not None:
+            eligible = request.preferred_workshop_id == await self._mechanics.workshop_of(mechanic_id)
         if request.status is not Status.PENDING or not eligible:
             raise OfferUnavailable(request_id=request.id)
         return request
@@ -340,19 +366,24 @@ class Dispatcher:
         by: str | None = None,
     ) -> bool:
         """Leave the priority phase and broadcast. Exactly once across processes; True for the caller that did it.
-        A decline names the favorite who declined (`by`): it is logged, and never offered to them again."""
+        A favorite mechanic's decline names them (`by`): it is logged, and never offered to them again."""
         now = utc_now()
-        change = {FallbackReason.WINDOW: FALL_BACK_AT_DEADLINE, FallbackReason.DECLINED: FALL_BACK_DECLINED}
+        if reason is FallbackReason.WINDOW:
+            change = FALL_BACK_AT_DEADLINE
+        elif by is not None:
+            change = FALL_BACK_DECLINED
+        else:
+            change = FALL_BACK
         values = {"request_id": request_id, "attempt": attempt, "now": now, "reason": reason.value, "mechanic": by}
-        request = await self.requests.apply(change.get(reason, FALL_BACK), values)
+        request = await self.requests.apply(change, values)
         if request is None:
             return False
         FALLBACKS.labels(reason=reason.value).inc()
         if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
             FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
         await self.windows.close(request_id, attempt)
-        if request.preferred_mechanic_id is not None and reason is not FallbackReason.DECLINED:
-            await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=request.preferred_mechanic_id)
+        if reason is not FallbackReason.DECLINED and (audience := await self.audience(request)):
+            await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
         await self._broadcast(request)
         return True
 
@@ -427,7 +458,10 @@ class Dispatcher:
         """Delete a mechanic: their devices close with 4404, favorites forget them, their priority requests fall
         back at once and the sessions they had accepted go back to the broadcast."""
         mechanic = await self._mechanics.delete(mechanic_id)
-        await self._favorites.forget_mechanic(mechanic.id)
+        await self._favorites.forget(mechanic.id)
+        if mechanic.workshop_id is not None:
+            await self._workshops.member_left(mechanic.workshop_id)
+            await self._fall_back_if_empty(mechanic.workshop_id)
         await self._presence.forget(mechanic.id)
         await self._offers.disconnect(mechanic.id, CloseCode.MECHANIC_NOT_FOUND)
         priority = await self.requests.ids_where(
@@ -443,3 +477,48 @@ class Dispatcher:
                 await self.give_back(mechanic.id, request_id, None, FallbackReason.MECHANIC_DELETED)
             except NotYourRequest:
                 pass  # completed or cancelled meanwhile
+
+    # Workshops change
+
+    async def add_member(self, workshop_id: str, mechanic_id: str) -> Workshop:
+        """A mechanic joins a workshop, and is offered its open priority requests at once, as a member who just
+        connected would be."""
+        workshop = await self._workshops.add_member(workshop_id, mechanic_id)
+        member = (await self._mechanics.get(mechanic_id)).id
+        for request in await self.requests.open_priority_for_workshop(workshop.id):
+            if request.priority_notified_at is None:
+                if not self._presence.is_online(member):
+                    continue
+                request = await self._mark_offered(request) or request
+            await self._offers.priority(request, to=(member,))
+        return workshop
+
+    async def remove_member(self, workshop_id: str, mechanic_id: str) -> Workshop:
+        """A mechanic leaves a workshop; a workshop left with no members is a favorite gone."""
+        workshop = await self._workshops.remove_member(workshop_id, mechanic_id)
+        await self._fall_back_if_empty(workshop.id)
+        return workshop
+
+    async def forget_workshop(self, workshop_id: str) -> Workshop:
+        """Delete a workshop: favorites forget it and its priority requests fall back at once."""
+        workshop = await self._workshops.delete(workshop_id)
+        await self._favorites.forget(workshop.id)
+        await self._fall_back_workshop_requests(workshop.id)
+        return workshop
+
+    async def _fall_back_if_empty(self, workshop_id: str) -> None:
+        try:
+            if (await self._workshops.get(workshop_id)).member_ids:
+                return
+        except WorkshopNotFound:
+            pass
+        await self._fall_back_workshop_requests(workshop_id)
+
+    async def _fall_back_workshop_requests(self, workshop_id: str) -> None:
+        priority = await self.requests.ids_where(
+            sr.c.status == Status.PENDING.value,
+            sr.c.phase == Phase.PRIORITY.value,
+            sr.c.preferred_workshop_id == workshop_id,
+        )
+        for request_id, attempt in priority:
+            await self.fall_back(request_id, attempt, FallbackReason.WORKSHOP_GONE)

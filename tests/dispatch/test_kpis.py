@@ -75,6 +75,7 @@ async def test_kpis_on_a_known_data_set(harness: Harness) -> None:
         "accepted_by_favorite": 2,
         "with_favorite": 4,
         "target": 0.7,
+        "by_provider_type": {"independent": {"rate": 0.5, "accepted_by_favorite": 2, "with_favorite": 4}},
     }
     assert report["fallback"] == {
         "rate": 0.75,
