@@ -50,7 +50,7 @@ async def checkout(request: Request) -> Response:
         routing = prepared.routing
         routing_type = RoutingType.BROADCAST if routing is Routing.BROADCAST else RoutingType.PRIORITY_BROADCAST
         plan = await svc.plans.get(prepared.plan_code)
-        metadata = metadata_for(new, routing_type.value, prepared.arm.value)
+        metadata = metadata_for(new, prepared, routing_type.value)
         session_id, url = await stripe.create_checkout(plan, principal.sub, metadata)
         # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
         return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))

@@ -17,7 +17,7 @@ from base.clock import utc_now
 from base.errors import InvalidInput
 from base.ids import canonical_id
 from base.text import printable
-from dispatch.booking import NewRequest
+from dispatch.booking import NewRequest, PreparedRequest
 from dispatch.models import SessionRequest
 from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import stripe_events
@@ -44,18 +44,19 @@ class PaidCheckout:
     customer_name: str | None = None
 
 
-def metadata_for(new: NewRequest, routing_type: str, arm: str) -> dict[str, str]:
-    """What a Checkout Session carries so that the webhook can create the request (Stripe wants strings)."""
+def metadata_for(new: NewRequest, prepared: PreparedRequest, routing_type: str) -> dict[str, str]:
+    """What a Checkout Session carries so that the webhook can create the request (Stripe wants strings): what
+    the customer asked for, with the favorite's type as decided."""
     values = {
         "customer_id": new.customer_id,
         "preferred_mechanic_id": new.preferred_mechanic_id or "",
         "preferred_workshop_id": new.preferred_workshop_id or "",
         "routing_type": routing_type,
         "routing": new.routing,
-        "provider_type": new.provider_type or "",
+        "provider_type": prepared.provider_type.value if prepared.provider_type else "",
         "session_type": new.session_type,
         "plan_code": new.plan_code,
-        "arm": arm,
+        "arm": prepared.arm.value,
     }
     if new.customer_name:
         values["customer_name"] = new.customer_name[:200]

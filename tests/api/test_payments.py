@@ -91,6 +91,28 @@ async def test_checkout_carries_the_routing_choice_in_metadata(paying: Harness, 
     }
 
 
+async def test_a_workshop_booking_goes_through_checkout_to_its_members(paying: Harness, standin: StripeStandIn) -> None:
+    """The favorite workshop rides in the Checkout metadata, and the paid webhook offers every online member."""
+    sam, alex = await paying.create_mechanic("Sam"), await paying.create_mechanic("Alex")
+    workshop = (await paying.http.post("/api/admin/workshops", json={"name": "Rivera"}, headers=paying.admin)).json()
+    for member in (sam, alex):
+        await paying.http.put(f"/api/admin/workshops/{workshop['id']}/members/{member}", headers=paying.admin)
+    sam_app, alex_app = await paying.connect(sam), await paying.connect(alex)
+    body = {"session_type": "video", "plan_code": "quick", "routing": "priority"}
+    body["preferred_workshop_id"] = workshop["id"]
+    response = await paying.http.post("/api/checkout", json=body, headers=paying.customer)
+    assert response.status_code == 200, response.text
+    metadata = {k[len("metadata[") : -1]: v for k, v in standin.sessions[-1].items() if k.startswith("metadata[")}
+    assert metadata["preferred_workshop_id"] == workshop["id"] and "preferred_mechanic_id" not in metadata
+    assert metadata["provider_type"] == "workshop"
+    delivered = await _deliver(paying, checkout_event(metadata, session_id=response.json()["checkout_session_id"]))
+    request_id = delivered.json()["request_id"]
+    for app in (sam_app, alex_app):
+        await app.expect("offer", request_id=request_id, kind="priority")
+    current = (await paying.http.get(f"/api/session-requests/{request_id}", headers=paying.customer)).json()
+    assert current["preferred_workshop_id"] == workshop["id"] and current["preferred_mechanic_id"] is None
+
+
 async def test_checkout_refuses_unknown_plans(paying: Harness, standin: StripeStandIn) -> None:
     """An unknown plan is a 422 and no Stripe session is created."""
     body = {"session_type": "video", "plan_code": "platinum", "routing": "broadcast"}
