@@ -121,6 +121,9 @@ class WorkshopStatus(msgspec.Struct, frozen=True):
     online_count: int
     last_seen: Timestamp | None
     last_seen_seconds: int | None
+    priority_booking: Annotated[
+        bool | None, msgspec.Meta(description="For customers: whether their bookings go to a favorite first (A/B).")
+    ]
 
 
 class WorkshopMember(msgspec.Struct, frozen=True):

@@ -78,7 +78,7 @@ async def workshop_presence(svc: Services, workshop: Workshop) -> tuple[int, dat
 
 async def workshop_status(request: Request) -> Response:
     """Online while any member is; `last_seen` the latest of its members'."""
-    authenticate(request)
+    principal = authenticate(request)
     svc = services(request)
     workshop = await svc.workshops.get(request.path_params["workshop_id"])
     online_count, last_seen = await workshop_presence(svc, workshop)
@@ -90,6 +90,7 @@ async def workshop_status(request: Request) -> Response:
             online_count=online_count,
             last_seen=iso(last_seen),
             last_seen_seconds=seconds_since(last_seen),
+            priority_booking=_priority_booking(svc, principal),
         )
     )
 

@@ -1,4 +1,4 @@
-"""Demo data for `make run`: a few mechanics and a customer with fixed ids, and tokens to play them."""
+"""Demo data for `make run`: a few mechanics, a workshop and a customer with fixed ids, and tokens to play them."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from api.auth import Role, mint_token
 from api.database import open_database
 from base.clock import utc_now
 from base.tables import mechanics
+from dispatch.tables import workshops
 
 DEMO_MECHANICS = {
     "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0001": ("Sam Rivera", "independent"),
     "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0002": ("Alex Chen", "independent"),
     "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0003": ("Priya Patel", "workshop"),
 }
+# A workshop a customer can favorite: whichever of its members is free takes the booking.
+DEMO_WORKSHOP = ("6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0100", "Patel Motors")
+DEMO_WORKSHOP_MEMBERS = ("6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0002", "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0003")
 DEMO_CUSTOMER = ("c5e1d0a2-7f3b-4e6a-8d2c-1b9e0f4a0001", "Jordan Lee")
 DEMO_ADMIN = ("a0d1e2f3-0000-4000-8000-000000000001", "Ops")
 
@@ -29,7 +33,7 @@ class DemoUser:
 
 
 async def seed(database_url: str) -> None:
-    """Insert the demo mechanics if missing (idempotent)."""
+    """Insert the demo mechanics and workshop if missing (idempotent)."""
     database = open_database(database_url)
     await database.connect()
     try:
@@ -44,6 +48,14 @@ async def seed(database_url: str) -> None:
                         id=mechanic_id, name=name, provider_type=provider_type, created_at=utc_now()
                     )
                 )
+        workshop_id, workshop_name = DEMO_WORKSHOP
+        if await database.fetch_one(sa.select(workshops.c.id).where(workshops.c.id == workshop_id)) is None:
+            await database.execute(workshops.insert().values(id=workshop_id, name=workshop_name, created_at=utc_now()))
+            await database.execute(
+                mechanics.update()
+                .where(mechanics.c.id.in_(DEMO_WORKSHOP_MEMBERS), mechanics.c.workshop_id.is_(None))
+                .values(workshop_id=workshop_id)
+            )
     finally:
         await database.disconnect()
 

@@ -20,7 +20,7 @@ import uvicorn
 from api.database import migrate
 from api.settings import VAR_DIR, Settings, load_settings
 from dispatch.frames import MAX_FRAME_BYTES
-from scripts.demo import demo_users, seed
+from scripts.demo import DEMO_WORKSHOP, demo_users, seed
 from scripts.embedded_redis import EmbeddedRedis
 
 MIN_SECRET_BYTES = 32
@@ -59,6 +59,9 @@ def _print_demo(settings: Settings, host: str, port: int) -> None:
         lines.append(f"            token={user.token}")
         var = {"mechanic": f"MECHANIC_{user.name.split()[0].upper()}", "customer": "CUSTOMER", "admin": "ADMIN"}
         exports.append(f"export {var[user.role]}_ID={user.id}\nexport {var[user.role]}_TOKEN={user.token}")
+    workshop_id, workshop_name = DEMO_WORKSHOP
+    lines.append(f"  workshop  {workshop_name:<12} id={workshop_id}  (members: Alex Chen, Priya Patel)")
+    exports.append(f"export WORKSHOP_ID={workshop_id}")
     VAR_DIR.mkdir(exist_ok=True)
     (VAR_DIR / "demo.env").write_text("\n".join(exports) + f"\nexport BASE=http://{host}:{port}\n")
     lines.append("  (also written as shell exports to var/demo.env: `source var/demo.env`)")

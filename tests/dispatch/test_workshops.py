@@ -72,6 +72,7 @@ async def test_workshop_status_is_online_while_any_member_is(harness: Harness) -
         "online_count": 0,
         "last_seen": None,
         "last_seen_seconds": None,
+        "priority_booking": True,
     }
     sam_app = await harness.connect(sam)
     alex_app = await harness.connect(alex)

@@ -8,7 +8,7 @@ const errors = $("errors");
 let token = storedToken(KEY);
 let currentRequest = null;
 let openByFavorite = new Map(); // favorite's id -> their open request's id: "Book Again" waits for it
-let choice = null; // { mechanicId, name, status } while the modal is open
+let choice = null; // { favorite, status } while the modal is open
 let pollTimer = null;
 let favoritesTimer = null;
 
@@ -37,15 +37,23 @@ function toast(text) {
   toast.timer = setTimeout(() => { node.hidden = true; }, 5000);
 }
 
-function statusLine(status) {
-  return status.is_online
-    ? el("span", { class: "status-online" }, "● Available Now")
-    : el("span", { class: "status-offline" }, `○ Currently Offline · Last seen ${ago(status.last_seen_seconds)}`);
+const isWorkshop = (favorite) => favorite.provider_type === "workshop";
+
+// A workshop is online while any of its mechanics is: "3 mechanics available now".
+function statusLine(status, workshop = false) {
+  if (status.is_online) {
+    const count = status.online_count;
+    return el("span", { class: "status-online" },
+      workshop ? `● ${count} mechanic${count === 1 ? "" : "s"} available now` : "● Available Now");
+  }
+  return el("span", { class: "status-offline" }, `○ Currently Offline · Last seen ${ago(status.last_seen_seconds)}`);
 }
 
 async function loadOpenRequests() {
   const { requests } = await call("GET", "/api/customer/session-requests?status=open");
-  openByFavorite = new Map(requests.filter((r) => r.preferred_mechanic_id).map((r) => [r.preferred_mechanic_id, r.id]));
+  openByFavorite = new Map(requests
+    .filter((r) => r.preferred_mechanic_id || r.preferred_workshop_id)
+    .map((r) => [r.preferred_mechanic_id || r.preferred_workshop_id, r.id]));
   return requests;
 }
 
@@ -62,9 +70,10 @@ function favoriteCard(favorite) {
     ? el("button", { type: "button", class: "primary", disabled: true, "aria-describedby": `open-${favorite.provider_id}` },
         "Book Again")
     : el("button", { class: "primary", type: "button", "aria-label": `Book Again with ${favorite.name}`,
-        onclick: () => openAvailability(favorite.provider_id, favorite.name) }, "Book Again");
+        onclick: () => openAvailability(favorite) }, "Book Again");
   return el("li", {},
-    el("div", {}, el("strong", {}, favorite.name), el("br"), statusLine(favorite),
+    el("div", {}, el("strong", {}, favorite.name), isWorkshop(favorite) ? el("span", { class: "muted" }, " · workshop") : "",
+      el("br"), statusLine(favorite, isWorkshop(favorite)),
       el("span", { class: "muted" }, ` · booked ${favorite.booking_count}×`),
       open ? el("p", { class: "muted", id: `open-${favorite.provider_id}` }, "You have an open request with them: ",
         el("a", { href: "#request", onclick: () => watch(open) }, "see your request")) : ""),
@@ -80,35 +89,40 @@ async function removeFavorite(favorite) {
   await loadFavorites();
 }
 
-async function openAvailability(mechanicId, name) {
+async function openAvailability(favorite) {
   const dialog = $("availability");
+  const workshop = isWorkshop(favorite);
   let status = null;
   try {
-    status = await call("GET", `/api/mechanics/${mechanicId}/status`);
+    status = await call("GET", `/api/${workshop ? "workshops" : "mechanics"}/${favorite.provider_id}/status`);
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 404)) return;
   }
-  choice = { mechanicId, name, status };
-  $("availability-title").textContent = status ? `Book with ${status.name}` : `Book with ${name}`;
+  choice = { favorite, status };
+  $("availability-title").textContent = `Book with ${status ? status.name : favorite.name}`;
   const favoriteButton = $("choose-favorite");
   if (!status) {
-    $("availability-status").textContent = "This mechanic is no longer available. Find another mechanic?";
+    $("availability-status").textContent =
+      `This ${workshop ? "workshop" : "mechanic"} is no longer available. Find another mechanic?`;
     favoriteButton.hidden = true;
     $("availability-tip").hidden = true;
   } else {
-    $("availability-status").replaceChildren(statusLine(status));
+    $("availability-status").replaceChildren(statusLine(status, workshop));
     const priority = status.priority_booking !== false;
     favoriteButton.hidden = !priority;
     $("availability-tip").hidden = !priority;
+    $("availability-tip").textContent = workshop
+      ? "Priority Booking: your favorite workshop's mechanics get notified first, with automatic fallback if they're busy."
+      : "Priority Booking: your favorite mechanic gets notified first, with automatic fallback if they're busy.";
     favoriteButton.textContent = status.is_online ? `Continue with ${status.name}` : `Notify & Wait for ${status.name}`;
   }
   dialog.showModal();
   (favoriteButton.hidden ? $("choose-anyone") : favoriteButton).focus();
 }
 
-async function book(routing, preferredMechanicId) {
+async function book(routing, favorite) {
   const body = { session_type: $("session-type").value, plan_code: $("plan").value, routing };
-  if (preferredMechanicId) body.preferred_mechanic_id = preferredMechanicId;
+  if (favorite) body[isWorkshop(favorite) ? "preferred_workshop_id" : "preferred_mechanic_id"] = favorite.provider_id;
   // One key per booking: a retried or doubled click is answered with the same request, never a second one.
   const once = { "Idempotency-Key": crypto.randomUUID() };
   try {
@@ -194,7 +208,7 @@ $("signin-form").addEventListener("submit", (event) => {
 $("signout").addEventListener("click", () => signOut("You are signed out."));
 $("choose-favorite").addEventListener("click", () => {
   $("availability").close();
-  book(choice.status.is_online ? "priority" : "notify_and_wait", choice.mechanicId);
+  book(choice.status.is_online ? "priority" : "notify_and_wait", choice.favorite);
 });
 $("choose-anyone").addEventListener("click", () => {
   $("availability").close();

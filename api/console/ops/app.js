@@ -1,5 +1,5 @@
-// The operations page: who is online, open requests by phase, the KPIs with the A/B split, and charts drawn by
-// the server as SVG.
+// The operations page: who is online, workshops and their members, open requests by phase, the KPIs with the
+// A/B split, and charts drawn by the server as SVG.
 import { api, el, showError, storedToken, storeToken } from "../common.js";
 
 const KEY = "favdispatch.admin";
@@ -22,9 +22,10 @@ const EVENT_TEXT = {
   declined: () => "Declined",
   fell_back: (e) => `Fell back to every mechanic: ${{ window: "the window expired", declined: "the favorite declined",
     missed_acks: "the favorite's app never confirmed the offer", mechanic_cancelled: "the mechanic gave it back",
-    mechanic_deleted: "the mechanic's account was deleted" }[e.detail] || e.detail}`,
+    mechanic_deleted: "the mechanic's account was deleted",
+    workshop_gone: "the workshop was deleted or has no mechanics left" }[e.detail] || e.detail}`,
   broadcast: () => "Offered to every available mechanic",
-  accepted: () => "Accepted",
+  accepted: (e) => (e.detail === "by the favorite" ? "Accepted by the favorite" : "Accepted"),
   mechanic_cancelled: (e) => `Given back by the mechanic${e.detail ? `: ${e.detail}` : ""}`,
   cancelled: (e) => `Cancelled ${e.detail || ""}`,
   completed: () => "Session completed",
@@ -44,6 +45,47 @@ async function showTimeline(requestId) {
     $("timeline").replaceChildren();
     showError(errors, error);
   }
+}
+
+// Workshops are drawn when the page opens and after each change, not on every refresh, so a half-typed id stays.
+async function loadWorkshops() {
+  const { workshops } = await api(token, "GET", "/api/admin/workshops");
+  $("workshops").replaceChildren(...workshops.map(workshopCard));
+}
+
+function workshopCard(workshop) {
+  const inputId = `add-${workshop.id}`;
+  const change = (method, mechanicId) => async () => {
+    try {
+      await api(token, method, `/api/admin/workshops/${workshop.id}/members/${encodeURIComponent(mechanicId.trim())}`);
+      showError(errors, null);
+      await loadWorkshops();
+    } catch (error) {
+      showError(errors, error);
+    }
+  };
+  const members = workshop.members.map((m) => el("li", {},
+    el("span", {}, el("span", { class: m.is_online ? "status-online" : "status-offline" },
+      m.is_online ? "● Online " : "○ Offline "), m.name),
+    el("button", { type: "button", "aria-label": `Remove ${m.name} from ${workshop.name}`,
+      onclick: change("DELETE", m.mechanic_id) }, "Remove")));
+  return el("li", { class: "stack" },
+    el("div", {}, el("strong", {}, workshop.name), " ",
+      el("span", { class: "muted" }, `${workshop.members.length} member${workshop.members.length === 1 ? "" : "s"}`),
+      el("ul", { class: "cards" }, ...members)),
+    el("form", { class: "actions", onsubmit: (event) => { event.preventDefault(); change("PUT", $(inputId).value)(); } },
+      el("label", { for: inputId, class: "visually-hidden" }, `Mechanic id to add to ${workshop.name}`),
+      el("input", { id: inputId, autocomplete: "off", spellcheck: "false", placeholder: "Mechanic id" }),
+      el("button", { type: "submit" }, "Add member"),
+      el("button", { type: "button", "aria-label": `Delete workshop ${workshop.name}`, onclick: async () => {
+        if (!window.confirm(`Delete ${workshop.name}? Its favorites and open priority requests move on.`)) return;
+        try {
+          await api(token, "DELETE", `/api/admin/workshops/${workshop.id}`);
+          await loadWorkshops();
+        } catch (error) {
+          showError(errors, error);
+        }
+      } }, "Delete workshop")));
 }
 
 const percent = (rate) => (rate === null || rate === undefined ? "—" : `${(rate * 100).toFixed(1)}%`);
@@ -73,6 +115,8 @@ async function refresh() {
     $("kpis").replaceChildren(
       row("Requests", (k) => `${k.requests}`, ""),
       row("Favorite acceptance rate", (k) => percent(k.favorite_acceptance.rate), "> 70%"),
+      row("… favorite mechanics", (k) => percent(k.favorite_acceptance.by_provider_type?.independent?.rate), "> 70%"),
+      row("… favorite workshops", (k) => percent(k.favorite_acceptance.by_provider_type?.workshop?.rate), "> 70%"),
       row("Fallback rate", (k) => percent(k.fallback.rate), "< 30%"),
       row("Rebook rate", (k) => percent(k.rebook.rate), "> 60%"),
       row("Time to session start, median (min)", (k) => sessionStart(k.time_to_accept_minutes), "—"));
@@ -94,10 +138,25 @@ $("signin-form").addEventListener("submit", (event) => {
   token = $("token").value.trim();
   storeToken(KEY, token);
   refresh();
+  loadWorkshops().catch((error) => showError(errors, error));
+});
+$("workshop-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    await api(token, "POST", "/api/admin/workshops", { name: $("workshop-name").value });
+    $("workshop-name").value = "";
+    showError(errors, null);
+    await loadWorkshops();
+  } catch (error) {
+    showError(errors, error);
+  }
 });
 $("timeline-form").addEventListener("submit", (event) => {
   event.preventDefault();
   showTimeline($("timeline-id").value);
 });
-if (token) refresh();
+if (token) {
+  refresh();
+  loadWorkshops().catch((error) => showError(errors, error));
+}
 setInterval(() => token && refresh(), 5000);
