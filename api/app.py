@@ -18,6 +18,7 @@ from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
 from api.socket import MechanicSocket
+from api.statuses import POLL_PATH, poll
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,18 @@ SOCKET_PATH = "/ws/mechanic"
 
 
 class App(Starlette):
-    """Starlette, with the mechanics' socket handed straight to its endpoint: a socket lives for hours, and each
-    layer above the endpoint (the error middleware, the router) would keep a coroutine frame per connection."""
+    """Starlette, with the two hottest endpoints handed straight to their handlers: the mechanics' socket (a socket
+    lives for hours, and each layer above the endpoint, the error middleware and the router, would keep a coroutine
+    frame per connection) and the status poll (those layers cost as much as its answer)."""
 
     def __init__(self, socket: Callable[..., Awaitable[None]], **options: Any) -> None:
         super().__init__(**options)
         self._socket = socket
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == SOCKET_PATH:
+        if scope["type"] == "http" and scope["method"] == "GET" and (polled := POLL_PATH.fullmatch(scope["path"])):
+            await poll(scope, receive, send, polled[1])
+        elif scope["type"] == "websocket" and scope["path"] == SOCKET_PATH:
             await self._socket(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)

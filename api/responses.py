@@ -86,6 +86,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error(InternalError.status, InternalError.code, InternalError.default_message)
 
 
+async def error_response(request: Request, exc: Exception) -> Response:
+    """What the exception handlers answer, for an endpoint served outside Starlette's middleware."""
+    if isinstance(exc, FavdispatchError):
+        return await _known_error(request, exc)
+    return await _unexpected(request, exc)
+
+
 exception_handlers: dict[Any, Any] = {
     FavdispatchError: _known_error,
     HTTPException: _http_exception,

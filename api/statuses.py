@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api import schemas
 from api.auth import Principal, Role
 from api.context import authenticate, services
-from api.responses import typed
+from api.responses import error_response, typed
 from api.runtime import Services
 from base.clock import iso, utc_now
 from base.errors import InvalidInput, MechanicNotFound
@@ -62,10 +64,28 @@ def _priority_booking(svc: Services, principal: Principal) -> bool | None:
 
 
 async def mechanic_status(request: Request) -> Response:
+    return await _mechanic_status(request, request.path_params["mechanic_id"])
+
+
+async def _mechanic_status(request: Request, mechanic_id: str) -> Response:
     principal = authenticate(request)
     svc = services(request)
-    mechanic = await svc.mechanics.get(request.path_params["mechanic_id"])
+    mechanic = await svc.mechanics.get(mechanic_id)
     return typed(live_statuses(svc, [mechanic], principal)[mechanic.id])
+
+
+POLL_PATH = re.compile(r"/api/mechanics/([^/]+)/status")
+
+
+async def poll(scope: Scope, receive: Receive, send: Send, mechanic_id: str) -> None:
+    """`GET /api/mechanics/{id}/status` as a plain ASGI endpoint: every customer app polls it, and Starlette's
+    router and two middlewares cost as much as the answer itself. Errors are answered as the handlers do."""
+    request = Request(scope, receive)
+    try:
+        response = await _mechanic_status(request, mechanic_id)
+    except Exception as exc:  # noqa: BLE001 (what ServerErrorMiddleware would do: a JSON 500, logged)
+        response = await error_response(request, exc)
+    await response(scope, receive, send)
 
 
 async def workshop_presence(svc: Services, workshop: Workshop) -> tuple[int, datetime | None]:
