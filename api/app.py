@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api import admin, favorites, health, metrics, payments, session_requests, statuses, workshops
+from api import admin, favorites, health, metrics, payments, push, session_requests, statuses, workshops
 from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> App:
         logging.getLogger(name).addFilter(RedactTokens())
     if settings.jwt_secret_is_generated:
         log.warning("JWT_SECRET is not set: using a generated development secret (var/dev_jwt_secret)")
+    if settings.web_push and settings.vapid_is_generated:
+        log.warning("VAPID_PRIVATE_KEY is not set: Web Push signs with a development key (var/dev_vapid_private_key)")
     if settings.redis_url is None:
         raise RuntimeError("REDIS_URL is not set: start the server with `make run` (which provides one) or set it")
     return App(
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> App:
             *admin.routes,
             *workshops.routes,
             *payments.routes,
+            *push.routes,
             *metrics.routes,
             Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
         ],

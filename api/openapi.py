@@ -289,6 +289,33 @@ OPERATIONS = (
         errors=(401, 403, 404),
     ),
     Operation(
+        "get",
+        "/api/push/vapid-public-key",
+        "The key browsers subscribe to Web Push with (`applicationServerKey`), and whether push is on.",
+        response=schemas.VapidPublicKey,
+    ),
+    Operation(
+        "post",
+        "/api/mechanic/push-subscriptions",
+        "Register this device for Web Push (a browser's PushSubscription JSON; https endpoints only). 201 when "
+        "new, 200 when the endpoint was already registered.",
+        MECHANIC,
+        body=schemas.PushSubscriptionBody,
+        response=schemas.PushSubscriptionSaved,
+        status=201,
+        also=(200,),
+        errors=(401, 403, 409, *BODY_ERRORS),
+    ),
+    Operation(
+        "delete",
+        "/api/mechanic/push-subscriptions",
+        "Stop Web Push to this device (idempotent).",
+        MECHANIC,
+        body=schemas.PushEndpoint,
+        status=204,
+        errors=(401, 403, *BODY_ERRORS),
+    ),
+    Operation(
         "post",
         "/api/checkout",
         "Start a Stripe Checkout for a booking; the routing choice rides in its metadata.",

@@ -24,6 +24,7 @@ from api.auth import TokenVerifier
 from api.database import open_database
 from api.settings import Settings
 from api.stripe_gateway import StripeGateway
+from api.web_push import WebPushSender
 from delivery.bus import Bus
 from delivery.hub import Hub
 from delivery.liveness import SocketRegistry
@@ -36,6 +37,7 @@ from dispatch.kpis import Kpis
 from dispatch.mechanics import Mechanics
 from dispatch.offers import Offers, hand_over
 from dispatch.plans import Plans
+from dispatch.pushes import Pushes, PushSubscriptions
 from dispatch.requests import Requests
 from dispatch.usecases import Dispatcher
 from dispatch.windows import Windows
@@ -64,6 +66,8 @@ class Services:
     mechanics: Mechanics
     favorites: Favorites
     plans: Plans
+    pushes: Pushes
+    push_sender: WebPushSender | None
     dispatcher: Dispatcher
     keeper: DeadlineKeeper
     fulfillment: Fulfillment
@@ -143,6 +147,9 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
                 task.cancel()
             await _bounded("background tasks", asyncio.gather(*tasks, return_exceptions=True))
             await _bounded("deadline timers", keeper.stop())
+            await _bounded("pushes", services.pushes.stop())
+            if services.push_sender is not None:
+                await _bounded("push sessions", services.push_sender.close())
             try:
                 await _bounded("last_seen flush", presence.flush_last_seen(database))
             except (RedisError, OSError) as error:
@@ -190,14 +197,18 @@ async def open_services(settings: Settings) -> Services:
     favorites = Favorites(database, mechanics, workshops)
     plans = Plans(database)
     dispatch_config = settings.dispatch_config()
+    requests = Requests(database)
+    push_sender = WebPushSender(str(settings.vapid_private_key), settings.vapid_subject) if settings.web_push else None
+    pushes = Pushes(PushSubscriptions(database), requests, push_sender, settings.push_retry_base_s)
     dispatcher = Dispatcher(
-        requests=Requests(database),
+        requests=requests,
         windows=Windows(redis, keys),
         offers=Offers(hub),
         presence=presence,
         mechanics=mechanics,
         workshops=workshops,
         favorites=favorites,
+        pushes=pushes,
         rules=BookingRules(mechanics, workshops, plans, dispatch_config.rollout_percent),
         config=dispatch_config,
     )
@@ -220,6 +231,8 @@ async def open_services(settings: Settings) -> Services:
         workshops=workshops,
         favorites=favorites,
         plans=plans,
+        pushes=pushes,
+        push_sender=push_sender,
         dispatcher=dispatcher,
         keeper=keeper,
         fulfillment=Fulfillment(database, dispatcher),

@@ -42,6 +42,24 @@ class WorkshopBody(msgspec.Struct, frozen=True):
     name: Name
 
 
+class PushKeys(msgspec.Struct, frozen=True):
+    p256dh: Annotated[str, msgspec.Meta(max_length=200)]
+    auth: Annotated[str, msgspec.Meta(max_length=100)]
+
+
+class PushSubscriptionBody(msgspec.Struct, frozen=True):
+    """A browser's `PushSubscription.toJSON()` (its `expirationTime` is ignored)."""
+
+    endpoint: Annotated[str, msgspec.Meta(max_length=2048)]
+    keys: PushKeys
+
+
+class PushEndpoint(msgspec.Struct, frozen=True):
+    """`DELETE /api/mechanic/push-subscriptions`: which subscription."""
+
+    endpoint: Annotated[str, msgspec.Meta(max_length=2048)]
+
+
 # Responses. Timestamps are ISO-8601 UTC with milliseconds; ids are UUIDs.
 
 Timestamp = Annotated[str, msgspec.Meta(description="ISO-8601 UTC with milliseconds")]
@@ -110,6 +128,17 @@ class Favorite(msgspec.Struct, frozen=True):
     online_count: Annotated[
         int | None, msgspec.Meta(description="A workshop's members online now; null for a mechanic.")
     ] = None
+
+
+class VapidPublicKey(msgspec.Struct, frozen=True):
+    enabled: bool
+    public_key: Annotated[
+        str | None, msgspec.Meta(description="The `applicationServerKey` to subscribe with (base64url); null when off.")
+    ]
+
+
+class PushSubscriptionSaved(msgspec.Struct, frozen=True):
+    endpoint: str
 
 
 class WorkshopStatus(msgspec.Struct, frozen=True):

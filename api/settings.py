@@ -14,6 +14,7 @@ from pathlib import Path
 from starlette.config import Config
 from starlette.datastructures import Secret
 
+from api.web_push import new_vapid_private_key, vapid_public_key
 from dispatch.config import DispatchConfig
 from presence.config import PresenceConfig
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 DEV_SECRET_FILE = VAR_DIR / "dev_jwt_secret"
+DEV_VAPID_FILE = VAR_DIR / "dev_vapid_private_key"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class Settings:
     socket_frame_burst: int
     metrics_open_to_loopback: bool
     prometheus_multiproc_dir: str | None
+    web_push: bool
+    vapid_private_key: Secret
+    vapid_public_key: str
+    vapid_subject: str
+    vapid_is_generated: bool
+    push_endpoints_may_be_loopback_http: bool
+    push_retry_base_s: float
 
     @property
     def payments_enabled(self) -> bool:
@@ -86,6 +95,17 @@ def _dev_secret() -> str:
     return value
 
 
+def _dev_vapid_key() -> str:
+    """A development VAPID key under var/, like the JWT secret: browsers subscribed to it stay subscribed."""
+    if DEV_VAPID_FILE.exists():
+        return DEV_VAPID_FILE.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    value = new_vapid_private_key()
+    DEV_VAPID_FILE.write_text(value)
+    DEV_VAPID_FILE.chmod(0o600)
+    return value
+
+
 def _optional_secret(value: str) -> Secret | None:
     return Secret(value) if value else None
 
@@ -95,6 +115,18 @@ def load_settings(env_file: str | None = None) -> Settings:
     config = Config(env_file)
     raw_secret = config("JWT_SECRET", cast=str, default="")
     is_generated = not raw_secret
+    raw_vapid = config("VAPID_PRIVATE_KEY", cast=str, default="")
+    web_push = config("WEB_PUSH", cast=str, default="on").lower()
+    if web_push not in ("on", "off"):
+        raise ValueError("WEB_PUSH must be on or off")
+    vapid_private_key = raw_vapid or (_dev_vapid_key() if web_push == "on" else new_vapid_private_key())
+    try:
+        derived_public_key = vapid_public_key(vapid_private_key)
+    except ValueError as invalid:
+        raise ValueError(f"VAPID_PRIVATE_KEY is not a base64url P-256 private key: {invalid}") from None
+    given_public_key = config("VAPID_PUBLIC_KEY", cast=str, default="")
+    if given_public_key and given_public_key != derived_public_key:
+        raise ValueError("VAPID_PUBLIC_KEY does not belong to VAPID_PRIVATE_KEY (leave it unset: it is derived)")
     settings = Settings(
         port=config("PORT", cast=int, default=8000),
         redis_url=config("REDIS_URL", cast=str, default="") or None,
@@ -127,6 +159,13 @@ def load_settings(env_file: str | None = None) -> Settings:
         metrics_open_to_loopback=config("METRICS_OPEN_TO_LOOPBACK", cast=bool, default=False),
         # prometheus_client reads it too: it is the library's own switch to multiprocess mode.
         prometheus_multiproc_dir=config("PROMETHEUS_MULTIPROC_DIR", cast=str, default="") or None,
+        web_push=web_push == "on",
+        vapid_private_key=Secret(vapid_private_key),
+        vapid_public_key=derived_public_key,
+        vapid_subject=config("VAPID_SUBJECT", cast=str, default="mailto:webpush@localhost"),
+        vapid_is_generated=not raw_vapid,
+        push_endpoints_may_be_loopback_http=config("WEB_PUSH_ALLOW_LOOPBACK_HTTP", cast=bool, default=False),
+        push_retry_base_s=config("PUSH_RETRY_BASE_S", cast=float, default=1.0),
     )
     _validate(settings)
     return settings
@@ -158,5 +197,9 @@ def _validate(settings: Settings) -> None:
         raise ValueError("SOCKET_FRAMES_PER_S must be positive and SOCKET_FRAME_BURST at least 1")
     if settings.offer_resends < 0:
         raise ValueError("OFFER_RESENDS must be zero or more")
+    if not settings.vapid_subject.startswith(("mailto:", "https:")):
+        raise ValueError("VAPID_SUBJECT must be a mailto: or https: URL (push services contact it)")
+    if settings.push_retry_base_s < 0:
+        raise ValueError("PUSH_RETRY_BASE_S must be zero or more")
     if settings.log_level not in logging.getLevelNamesMapping():
         raise ValueError(f"LOG_LEVEL {settings.log_level!r} is not a logging level")

@@ -20,6 +20,7 @@ FavdispatchError
 │   └── InvalidField              invalid_field
 ├── PaymentRequired               402  payment_required (payments are on: book through checkout)
 ├── PaymentsDisabled              409  payments_disabled (payments are off: book directly)
+├── WebPushDisabled               409  web_push_disabled (the operator set WEB_PUSH=off)
 ├── InvalidWebhook                400  invalid_signature
 │   └── InvalidMetadata           400  invalid_metadata
 ├── PaymentProviderError          502  payment_provider_error (Stripe's errors, translated at the api edge)
@@ -157,6 +158,12 @@ class PaymentsDisabled(FavdispatchError):
     code = "payments_disabled"
     status = 409
     default_message = "Payments are off on this server: book with POST /api/session-requests."
+
+
+class WebPushDisabled(FavdispatchError):
+    code = "web_push_disabled"
+    status = 409
+    default_message = "Web Push is off on this server (WEB_PUSH=off)."
 
 
 class InvalidWebhook(FavdispatchError):

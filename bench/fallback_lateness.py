@@ -59,6 +59,7 @@ async def measure(redis_url: str, requests: int) -> list[float]:
             "REDIS_URL": redis_url,
             "DATABASE_URL": database_url,
             "JWT_SECRET": secret,
+            "WEB_PUSH": "off",
             "REDIS_KEY_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
             "PRIORITY_WINDOW_S": str(WINDOW_S),
             "NOTIFY_WAIT_WINDOW_S": str(WINDOW_S),

@@ -122,6 +122,7 @@ class Ours:
             "REDIS_URL": self.redis_url,
             "DATABASE_URL": self.database_url,
             "JWT_SECRET": self.secret,
+            "WEB_PUSH": "off",  # no benchmark mechanic has a push subscription
             "REDIS_KEY_PREFIX": self.prefix,
             "LOG_LEVEL": "WARNING",
             # The benchmarks measure throughput and idle memory: no frame rate limit, and idle benchmark clients

@@ -66,6 +66,7 @@ class EventKind(StrEnum):
     MECHANIC_CANCELLED = "mechanic_cancelled"
     CANCELLED = "cancelled"
     COMPLETED = "completed"
+    PUSHED = "pushed"  # a Web Push to one of the favorite's devices: its outcome in the detail
 
 
 class OfferKind(StrEnum):

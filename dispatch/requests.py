@@ -200,6 +200,10 @@ class Requests:
             .values(favorite_prompt_dismissed_at=utc_now())
         )
 
+    async def log(self, request_id: str, note: Note) -> None:
+        """An event that changes nothing else (a push and its outcome)."""
+        await self._db.execute(request_events.insert().values(self._event_values(request_id, note, utc_now())))
+
     async def exclude(self, request_id: str, mechanic_id: str, reason: str, note: Note) -> None:
         """Never offer this request to this mechanic again, with its event, atomically."""
         async with self._db.transaction():

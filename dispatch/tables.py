@@ -154,3 +154,27 @@ idempotency_keys = sa.Table(
     sa.Column("body", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Web Push: a mechanic's devices that receive notifications with the app closed (a browser's PushSubscription).
+push_subscriptions = sa.Table(
+    "push_subscriptions",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("mechanic_id", UUID, nullable=False),
+    sa.Column("endpoint", sa.String(2048), nullable=False),
+    sa.Column("p256dh", sa.String(200), nullable=False),
+    sa.Column("auth", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("endpoint", name="uq_push_subscriptions_endpoint"),
+    sa.Index("idx_push_subscriptions_mechanic", "mechanic_id"),
+)
+
+# One row per request and device pushed to: whoever inserts it sends the push, on whichever process.
+push_deliveries = sa.Table(
+    "push_deliveries",
+    metadata,
+    sa.Column("request_id", UUID, nullable=False),
+    sa.Column("subscription_id", UUID, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("request_id", "subscription_id", name="pk_push_deliveries"),
+)

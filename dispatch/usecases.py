@@ -73,6 +73,7 @@ from dispatch.models import (
     parse_offer_id,
 )
 from dispatch.offers import Greeting, Offers, assigned_frame, offer_frame
+from dispatch.pushes import Pushes
 from dispatch.requests import Deadline, Requests, sr
 from dispatch.windows import Windows
 from dispatch.workshops import Workshop, Workshops
@@ -94,6 +95,7 @@ class Dispatcher:
         mechanics: Mechanics,
         workshops: Workshops,
         favorites: Favorites,
+        pushes: Pushes,
         rules: BookingRules,
         config: DispatchConfig,
     ) -> None:
@@ -104,6 +106,7 @@ class Dispatcher:
         self._mechanics = mechanics
         self._workshops = workshops
         self._favorites = favorites
+        self._pushes = pushes
         self._rules = rules
         self.config = config
         # Deadlines armed here, and an event set with each: the keeper schedules them at once, from memory, and
@@ -199,6 +202,9 @@ class Dispatcher:
                 offered = await self._mark_offered(request)
                 if offered is not None:
                     await self._offers.priority(offered, to=audience)
+            else:
+                # Notify & wait: no socket reaches the favorite, a push to their devices may.
+                self._pushes.notify_later(request, audience)
         else:
             OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
             await self._offers.broadcast(request, ())
@@ -304,7 +310,10 @@ class Dispatcher:
         if resent is not None:
             self._arming(resent)
             OFFER_RESENDS.inc()
-            await self._offers.priority(resent, to=await self.audience(resent), repeat=True)
+            audience = await self.audience(resent)
+            await self._offers.priority(resent, to=audience, repeat=True)
+            if not self._any_online(audience):  # they went offline before acking: a push may still reach them
+                self._pushes.notify_later(resent, audience)
         elif await self.requests.is_overdue(request_id, attempt, now):
             await self.fall_back(request_id, attempt, FallbackReason.MISSED_ACKS)
 

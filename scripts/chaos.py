@@ -152,6 +152,7 @@ async def run(args: argparse.Namespace) -> list[str]:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "JWT_SECRET": secret,
+            "WEB_PUSH": "off",  # the mechanics here have no push subscriptions
             "REDIS_KEY_PREFIX": f"chaos-{uuid.uuid4().hex[:8]}",
             "PRIORITY_WINDOW_S": str(args.window_s),
             "NOTIFY_WAIT_WINDOW_S": str(args.window_s),

@@ -113,6 +113,11 @@ def _check_production(settings: Settings) -> None:
         raise SystemExit(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is required in production (--production)")
+    if settings.web_push and settings.vapid_is_generated:
+        raise SystemExit(
+            "VAPID_PRIVATE_KEY is required in production with Web Push on (make one with "
+            "`python -m scripts.vapid_keys`), or set WEB_PUSH=off"
+        )
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:

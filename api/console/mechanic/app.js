@@ -1,5 +1,6 @@
 // The mechanic's app: keeps the socket open (heartbeats, reconnect with backoff), lists offers with a countdown,
-// and answers them: Accept, Decline, Give back, Complete.
+// and answers them: Accept, Decline, Give back, Complete. With notifications on, a service worker (sw.js) shows
+// priority requests that arrive by Web Push while the page is closed.
 import { api, el, showError, storedToken, storeToken } from "../common.js";
 
 const KEY = "favdispatch.mechanic";
@@ -7,6 +8,7 @@ const FINAL_CLOSES = { 4401: "Your token is missing, invalid or expired.", 4403:
   4404: "This mechanic account no longer exists." };
 const $ = (id) => document.getElementById(id);
 const errors = $("errors");
+const opened = new URLSearchParams(location.search).get("offer"); // a notification was tapped: show that offer
 const offers = new Map(); // request id -> offer
 const sessions = new Map(); // request id -> offer that was accepted
 let token = storedToken(KEY);
@@ -56,6 +58,7 @@ function handle(message) {
       showError(errors, null);
       $("signin").hidden = true;
       heartbeat = setInterval(() => send({ type: "heartbeat" }), message.heartbeat_interval_s * 1000);
+      showPushState().catch((error) => showError(errors, error));
       break;
     case "offer":
       send({ type: "ack", offer_id: message.offer_id });
@@ -93,7 +96,7 @@ function countdown(offer) {
 function render() {
   $("offers-empty").hidden = offers.size > 0;
   $("offers").replaceChildren(...[...offers.values()].map((offer) =>
-    el("li", {},
+    el("li", offer.request_id === opened ? { class: "opened", "aria-current": "true" } : {},
       el("div", {},
         el("strong", {}, offer.kind === "priority" ? "★ Priority request from your favorite customer" : "Request"),
         el("br"), `${offer.customer_name} · ${offer.session_type}`, el("br"),
@@ -109,6 +112,70 @@ function render() {
         el("button", { class: "primary", type: "button", onclick: () => complete(session.request_id) }, "Complete session"),
         el("button", { type: "button", onclick: () => send({ type: "cancel", request_id: session.request_id, reason: "Given back from the console" }) }, "Give back")))));
 }
+
+// Web Push: the server's key, this browser's subscription, and the state shown to the mechanic.
+let pushKey = null;
+
+function keyBytes(base64url) {
+  const text = atob(base64url.replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}
+
+async function pushRegistration() {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) return null;
+  return navigator.serviceWorker.register("sw.js");
+}
+
+function setPushState(text, { on = false, off = false } = {}) {
+  $("notifications").hidden = false;
+  $("push-state").textContent = text;
+  $("push-on").hidden = !on;
+  $("push-off").hidden = !off;
+}
+
+async function showPushState() {
+  const { enabled, public_key: publicKey } = await api(token, "GET", "/api/push/vapid-public-key");
+  pushKey = publicKey;
+  if (!enabled) return setPushState("Notifications are turned off on this server.");
+  const registration = await pushRegistration();
+  if (!registration) return setPushState("This browser cannot show notifications.");
+  const subscription = await registration.pushManager.getSubscription();
+  if (subscription) return setPushState("● Notifications are on for this device.", { off: true });
+  if (Notification.permission === "denied") {
+    return setPushState("Notifications are blocked for this site in your browser's settings.");
+  }
+  return setPushState("○ Notifications are off for this device.", { on: true });
+}
+
+async function turnPushOn() {
+  try {
+    if ((await Notification.requestPermission()) !== "granted") return showPushState();
+    const registration = await pushRegistration();
+    await navigator.serviceWorker.ready;
+    const subscription = await registration.pushManager.subscribe({
+      userVisibleOnly: true, applicationServerKey: keyBytes(pushKey) });
+    await api(token, "POST", "/api/mechanic/push-subscriptions", subscription.toJSON());
+    await showPushState();
+  } catch (error) {
+    showError(errors, error);
+  }
+}
+
+async function turnPushOff() {
+  try {
+    const subscription = await (await pushRegistration()).pushManager.getSubscription();
+    if (subscription) {
+      await api(token, "DELETE", "/api/mechanic/push-subscriptions", { endpoint: subscription.endpoint });
+      await subscription.unsubscribe();
+    }
+    await showPushState();
+  } catch (error) {
+    showError(errors, error);
+  }
+}
+
+$("push-on").addEventListener("click", turnPushOn);
+$("push-off").addEventListener("click", turnPushOff);
 
 async function complete(requestId) {
   try {
