@@ -191,7 +191,7 @@ async def open_services(settings: Settings) -> Services:
     bus.subscribe(bus.expired_channel, presence.on_key_expired)
     bus.on_reconnect(presence.replica.rebuild)
     keys = DispatchKeys(settings.key_prefix)
-    hub = Hub(bus, keys.deliveries)
+    hub = Hub(bus, keys.deliveries, presence.publish_to_devices if settings.routed_deliveries else None)
     mechanics = Mechanics(database, bus, keys.changed_mechanics)
     workshops = Workshops(database, mechanics, bus, keys.changed_workshops)
     favorites = Favorites(database, mechanics, workshops)

@@ -61,6 +61,7 @@ class Settings:
     vapid_is_generated: bool
     push_endpoints_may_be_loopback_http: bool
     push_retry_base_s: float
+    routed_deliveries: bool
 
     @property
     def payments_enabled(self) -> bool:
@@ -166,6 +167,7 @@ def load_settings(env_file: str | None = None) -> Settings:
         vapid_is_generated=not raw_vapid,
         push_endpoints_may_be_loopback_http=config("WEB_PUSH_ALLOW_LOOPBACK_HTTP", cast=bool, default=False),
         push_retry_base_s=config("PUSH_RETRY_BASE_S", cast=float, default=1.0),
+        routed_deliveries=config("ROUTED_DELIVERIES", cast=bool, default=True),
     )
     _validate(settings)
     return settings

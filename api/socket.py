@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -78,7 +77,7 @@ class MechanicSocket:
     async def _serve(self, svc: Services, principal: Principal, receive: Receive, send: AsgiSend) -> None:
         settings = svc.settings
         mechanic_id = principal.sub
-        connection = Connection(uuid.uuid4().hex, mechanic_id, send)
+        connection = Connection(svc.hub.new_connection_id(), mechanic_id, send)
         try:
             # Online before the welcome: an app that reads its status right after the welcome sees it online.
             await svc.presence.track(mechanic_id, connection.connection_id)

@@ -134,7 +134,7 @@ class Ours:
             **extra,
         }
 
-    def start(self) -> Server:
+    def start(self, **extra: str) -> Server:
         return spawn(
             [
                 "-m",
@@ -143,7 +143,7 @@ class Ours:
                 "--port",
                 "{port}",
             ],
-            self.env(),
+            self.env(**extra),
         )
 
     def urls(self, servers: list[Server], count: int) -> list[str]:
@@ -351,6 +351,60 @@ async def bookings_phase(redis_url: str, workdir: str, postgres_admin_url: str, 
     return results
 
 
+# 7. Delivery cost per targeted offer
+
+
+COST_MECHANICS = 40
+PROCESS_COUNTS = (1, 2, 4)
+
+
+async def delivery_cost(workdir: str, offers: int) -> dict[str, Any]:
+    """Redis commands and bytes sent per targeted offer, as processes grow on one Redis: each envelope published to
+    every process (before routing) against routed to the processes holding the favorite's devices. A booking's
+    other Redis work (its window key, the keeper's note) is counted in both."""
+    results: dict[str, Any] = {}
+    for routed in (False, True):
+        rows = results["routed" if routed else "to_every_process"] = {}
+        for count in PROCESS_COUNTS:
+            with EmbeddedRedis() as redis:  # a Redis of its own: its counters are this run's alone
+                database = f"sqlite:///{workdir}/cost-{int(routed)}-{count}.db"
+                ours = await prepare_ours(redis.url, database, COST_MECHANICS)
+                servers = [ours.start(ROUTED_DELIVERIES=str(routed).lower()) for _ in range(count)]
+                async with running(*servers):
+                    rows[str(count)] = await _cost_of_offers(redis.url, ours, servers, offers)
+    return results
+
+
+async def _cost_of_offers(redis_url: str, ours: Ours, servers: list[Server], offers: int) -> dict[str, float]:
+    from redis.asyncio import Redis
+
+    clients = await connect_many(Kind.OURS, ours.urls(servers, COST_MECHANICS))
+    per_mechanic = offers // COST_MECHANICS
+    for client in clients:
+        client.acks_offers = True  # as the apps do: no resends
+        client.arrivals = Arrivals(expected=per_mechanic, marker='"kind":"priority"')
+    redis = Redis.from_url(redis_url)
+    await redis.config_resetstat()
+    body = {"session_type": "chat", "plan_code": "quick", "routing": "priority"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{servers[0].port}", timeout=30) as http:
+        for n in range(per_mechanic * COST_MECHANICS):
+            favorite = {**body, "preferred_mechanic_id": ours.mechanic_ids[n % COST_MECHANICS]}
+            (await http.post("/api/session-requests", json=favorite, headers=ours.customer())).raise_for_status()
+    await asyncio.wait_for(asyncio.gather(*(c.arrivals.done.wait() for c in clients if c.arrivals)), 60)
+    commands = await redis.info("commandstats")
+    sent_bytes = (await redis.info("stats"))["total_net_output_bytes"]
+    await redis.aclose()
+    await close_many(clients)
+    delivered = per_mechanic * COST_MECHANICS
+    publishes = sum(v["calls"] for k, v in commands.items() if k in ("cmdstat_publish", "cmdstat_spublish"))
+    return {
+        "offers": delivered,
+        "commands_per_offer": round(sum(v["calls"] for v in commands.values()) / delivered, 2),
+        "publishes_per_offer": round(publishes / delivered, 2),
+        "bytes_sent_per_offer": round(sent_bytes / delivered),
+    }
+
+
 @asynccontextmanager
 async def running(*servers: Server):  # type: ignore[no-untyped-def]
     try:
@@ -375,8 +429,11 @@ async def main() -> None:
     )
     parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
     parser.add_argument(
-        "--only", choices=["bookings", "memory", "visibility"], help="run one phase and print its figures"
+        "--only",
+        choices=["bookings", "memory", "visibility", "routing"],
+        help="run one phase and print its figures",
     )
+    parser.add_argument("--targeted-offers", type=int, default=400, help="offers in the delivery-cost phase")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--render", action="store_true", help="write docs/benchmarks.md from bench/results.json")
     args = parser.parse_args()
@@ -404,6 +461,10 @@ async def main() -> None:
             async with running(first, second):
                 print(json.dumps(await visibility_across(ours, first, second, args.transitions), indent=2))
         return
+    if args.only == "routing":
+        with tempfile.TemporaryDirectory() as workdir:
+            print(json.dumps(await delivery_cost(workdir, args.targeted_offers), indent=2))
+        return
     if args.only == "bookings":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             print(json.dumps(await bookings_phase(redis.url, workdir, args.postgres, args.bookings), indent=2))
@@ -413,7 +474,7 @@ async def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "connections": n,
     }
-    steps = tqdm(total=8, desc="benchmarks")
+    steps = tqdm(total=9, desc="benchmarks")
     with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
         results["machine"]["redis"] = subprocess.run(
             [redis_binary(), "--version"], capture_output=True, text=True
@@ -514,6 +575,10 @@ async def main() -> None:
         fallback["other_keys"] = args.other_keys
         fallback["windows"] = args.windows
         steps.update(2)
+
+        # 7. Redis cost per targeted offer as processes grow, routed or to every process
+        results["delivery_cost"] = await delivery_cost(workdir, args.targeted_offers)
+        steps.update(1)
     steps.close()
     results.update(memory=memory, fan_out=fan, heartbeats=beats, status=status, fallback_lateness=fallback)
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
@@ -564,6 +629,27 @@ def fallback_lateness(redis_url: str, windows: int, other_keys: int) -> dict[str
     command += ["--other-keys", str(other_keys), "--redis-url", redis_url]
     finished = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
     return dict(json.loads(finished.stdout.splitlines()[-1]))
+
+
+def _delivery_cost_lines(cost: dict[str, Any] | None) -> list[str]:
+    if not cost:
+        return []
+    before, routed = cost["to_every_process"], cost["routed"]
+    lines = [
+        "Redis cost per targeted offer (a priority booking to a connected favorite), processes on one Redis, from "
+        "`INFO commandstats` and `total_net_output_bytes`:",
+        "",
+        "| Processes | to every process: commands / bytes | routed: commands / bytes | bytes, routed / before |",
+        "|---|---|---|---|",
+    ]
+    for count, was in before.items():
+        now = routed[count]
+        lines.append(
+            f"| {count} | {was['commands_per_offer']} / {was['bytes_sent_per_offer']} | "
+            f"{now['commands_per_offer']} / {now['bytes_sent_per_offer']} | "
+            f"{now['bytes_sent_per_offer'] / was['bytes_sent_per_offer']:.2f}× |"
+        )
+    return [*lines, ""]
 
 
 def redis_binary() -> str:
@@ -687,6 +773,7 @@ def render(r: dict[str, Any]) -> str:
         f"other expiring keys p50 {fl['million_keys']['p50_ms']} ms / p99 {fl['million_keys']['p99_ms']} ms "
         f"(target p99 ≤ 15 ms with the million keys: {'met' if fl['million_keys']['p99_ms'] <= 15 else '**missed**'}).",
         "",
+        *_delivery_cost_lines(r.get("delivery_cost")),
         "## Reading the numbers",
         "",
         "- Memory: the socket endpoint is a plain ASGI app and a socket costs one `Connection` (no task, no queue); "
@@ -699,6 +786,11 @@ def render(r: dict[str, Any]) -> str:
         "connection; the apps' sockets ack each offer, as the real apps do (an unacked priority offer is resent), "
         "so CPU per booking includes its ack. The bare booking server has no routing, window, event log or "
         "exactly-once: what a booking costs above it is those.",
+        "- Delivery cost: an envelope for named mechanics goes only to the processes holding their devices (one "
+        "script reads their devices and publishes to each such process), so the offer's bytes no longer grow with "
+        "the processes; what still grows is the keeper's note of each new deadline, which every process hears by "
+        "design (any of them can close the window if the one that armed it dies). Routing costs two more Redis "
+        "commands per offer (the script and its read), executed inside one round trip.",
         "- The python-socketio peer routes every emit, heartbeat answers included, through its Redis manager; under "
         "this load it logged `Cannot publish to redis... retrying`, which is part of what it costs.",
         "",

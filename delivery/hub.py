@@ -1,8 +1,13 @@
 """This process's sockets, and delivery of envelopes to them from any process.
 
-Any process publishes an `Envelope` on one Redis channel; every process hands it to the local sockets it
-addresses. A frame is encoded once per envelope and written to each socket's transport without waiting: no task
-and no queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
+An `Envelope` for everyone (a broadcast, a revocation to whoever holds an offer, a close) is published on the
+shared channel that every process hears. One for named mechanics goes only to the processes that hold their
+devices, on each process's own channel: a connection id starts with its process's id, so the presence floor's
+devices sets are the directory (`route`, wired in by the runtime), and a process that dies leaves no route once
+its devices expire. Each process hands what it hears to the local sockets it addresses.
+
+A frame is encoded once per envelope and written to each socket's transport without waiting: no task and no
+queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
 high-water mark; a socket whose write would have to wait is a client that stopped reading, and its TCP
 connection is cut (a close frame could not reach it either) instead of holding up anyone else or growing without
 bound (websockets' broadcast topic: "there's no backpressure").
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -26,6 +32,8 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0
 
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+# Publishes a message to the channel `{prefix}{process}` of each process holding a device of these owners.
+Route = Callable[[tuple[str, ...], str, bytes], Awaitable[int]]
 
 _closing: set[asyncio.Task[None]] = set()
 
@@ -96,11 +104,23 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, bus: Bus, channel: str) -> None:
+    def __init__(self, bus: Bus, channel: str, route: Route | None = None) -> None:
+        """`route` None: every envelope goes to every process (the way before routing, kept to compare)."""
         self._bus = bus
         self._channel = channel
+        self._route = route
+        self.process_id = uuid.uuid4().hex[:12]
         self._by_owner: dict[str, set[Connection]] = defaultdict(set)
         bus.subscribe(channel, self._on_envelope)
+        bus.subscribe(self._own_channel_prefix + self.process_id, self._on_envelope)
+
+    @property
+    def _own_channel_prefix(self) -> str:
+        return f"{self._channel}:"
+
+    def new_connection_id(self) -> str:
+        """A connection id that names this process, which is what routes envelopes here."""
+        return f"{self.process_id}.{uuid.uuid4().hex}"
 
     def register(self, connection: Connection) -> None:
         self._by_owner[connection.owner].add(connection)
@@ -120,8 +140,14 @@ class Hub:
         return next((c for c in self._by_owner.get(owner, ()) if c.connection_id == connection_id), None)
 
     async def send(self, envelope: Envelope) -> None:
-        """Deliver to the addressed sockets on every process, this one included."""
-        await self._bus.publish(self._channel, encode_envelope(envelope))
+        """Deliver to the addressed sockets on every process, this one included: through the processes that hold
+        the addressed mechanics' devices, or everyone's channel for a broadcast or a close (a close must reach a
+        device even after its presence is gone)."""
+        encoded = encode_envelope(envelope)
+        if envelope.to is None or envelope.close_code is not None or self._route is None:
+            await self._bus.publish(self._channel, encoded)
+        else:
+            await self._route(envelope.to, self._own_channel_prefix, encoded)
 
     async def disconnect(self, owner: str, close_code: int) -> None:
         """Close every socket of an owner, on every process."""

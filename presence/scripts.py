@@ -69,3 +69,22 @@ for i, id in ipairs(ids) do
 end
 return out
 """
+
+# KEYS: the devices zsets of the addressed mechanics. ARGV[1] now (ms), ARGV[2] channel prefix, ARGV[3] message.
+# A connection id is `<process id>.<random>`: the message is published once to each process that holds a live
+# device of any of them (the delivery floor's routing directory), in one round trip. Returns how many processes.
+ROUTE = """
+local sent = {}
+local count = 0
+for _, key in ipairs(KEYS) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[1], '+inf')) do
+    local process = string.match(member, '^([^.]+)%.')
+    if process and not sent[process] then
+      sent[process] = true
+      count = count + 1
+      redis.call('PUBLISH', ARGV[2] .. process, ARGV[3])
+    end
+  end
+end
+return count
+"""

@@ -44,6 +44,7 @@ class PresenceTracker:
         self._release = redis.register_script(scripts.RELEASE)
         self._expired = redis.register_script(scripts.EXPIRED)
         self._pop_dirty = redis.register_script(scripts.POP_DIRTY)
+        self._route = redis.register_script(scripts.ROUTE)
         self._pending_beats: dict[str, str] = {}  # connection id -> mechanic id
         self._beat_flush: asyncio.Task[None] | None = None
         # A release waits for heartbeats already on their way to Redis, or one landing after it would bring a
@@ -135,6 +136,13 @@ class PresenceTracker:
         if went_offline:
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=False, at=now))
         return went_offline
+
+    async def publish_to_devices(self, mechanic_ids: tuple[str, ...], channel_prefix: str, message: bytes) -> int:
+        """Publish `message` once to `{channel_prefix}{process}` for each process holding a live device of these
+        mechanics (connection ids begin with their process's id); returns how many processes it reached."""
+        keys = [self.keys.devices(m) for m in mechanic_ids]
+        reached: int = await self._route(keys=keys, args=[now_ms(), channel_prefix, message])
+        return reached
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
