@@ -29,7 +29,7 @@ CACHE_TTL_S = 5.0
 class Workshop:
     id: str
     name: str
-    member_ids: tuple[str, ...]  # live mechanics only, in the order they joined the registry
+    member_ids: tuple[str, ...]  # live mechanics only, longest on the platform first
 
 
 class Workshops:

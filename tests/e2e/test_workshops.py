@@ -83,6 +83,6 @@ async def test_an_offline_workshop_offers_notify_and_wait(browser: Browser, harn
     card = customer.locator("#favorites-list li", has_text="Rivera Auto")
     await card.get_by_role("button", name="Book Again").click()
     dialog = customer.get_by_role("dialog")
-    await expect(dialog).to_contain_text("○ Currently Offline · Last seen just now")
+    await expect(dialog).to_contain_text("○ Currently offline · last seen just now")
     await dialog.get_by_role("button", name="Notify & Wait for Rivera Auto").click()
     await expect(customer.locator("#request-message")).to_contain_text("No one at Rivera Auto is online")

@@ -39,14 +39,17 @@ function toast(text) {
 
 const isWorkshop = (favorite) => favorite.provider_type === "workshop";
 
-// A workshop is online while any of its mechanics is: "3 mechanics available now".
+// A workshop is online while any of its mechanics is: "3 mechanics available now" (the workshop issue's
+// wording, as the mechanic's is the product document's).
 function statusLine(status, workshop = false) {
+  const seen = ago(status.last_seen_seconds);
   if (status.is_online) {
     const count = status.online_count;
     return el("span", { class: "status-online" },
       workshop ? `● ${count} mechanic${count === 1 ? "" : "s"} available now` : "● Available Now");
   }
-  return el("span", { class: "status-offline" }, `○ Currently Offline · Last seen ${ago(status.last_seen_seconds)}`);
+  return el("span", { class: "status-offline" },
+    workshop ? `○ Currently offline · last seen ${seen}` : `○ Currently Offline · Last seen ${seen}`);
 }
 
 async function loadOpenRequests() {
