@@ -10,9 +10,12 @@ from typing import Annotated
 
 import msgspec
 
-Short = Annotated[str, msgspec.Meta(max_length=20)]
-Id = Annotated[str, msgspec.Meta(max_length=64)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from base.text import PLAIN_TEXT
+
+Short = Annotated[str, msgspec.Meta(max_length=20, pattern=PLAIN_TEXT)]
+Id = Annotated[str, msgspec.Meta(max_length=64, pattern=PLAIN_TEXT)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=PLAIN_TEXT)]
+Endpoint = Annotated[str, msgspec.Meta(max_length=2048, pattern=PLAIN_TEXT)]
 
 
 class BookingBody(msgspec.Struct, frozen=True):
@@ -43,21 +46,21 @@ class WorkshopBody(msgspec.Struct, frozen=True):
 
 
 class PushKeys(msgspec.Struct, frozen=True):
-    p256dh: Annotated[str, msgspec.Meta(max_length=200)]
-    auth: Annotated[str, msgspec.Meta(max_length=100)]
+    p256dh: Annotated[str, msgspec.Meta(max_length=200, pattern=PLAIN_TEXT)]
+    auth: Annotated[str, msgspec.Meta(max_length=100, pattern=PLAIN_TEXT)]
 
 
 class PushSubscriptionBody(msgspec.Struct, frozen=True):
     """A browser's `PushSubscription.toJSON()` (its `expirationTime` is ignored)."""
 
-    endpoint: Annotated[str, msgspec.Meta(max_length=2048)]
+    endpoint: Endpoint
     keys: PushKeys
 
 
 class PushEndpoint(msgspec.Struct, frozen=True):
     """`DELETE /api/mechanic/push-subscriptions`: which subscription."""
 
-    endpoint: Annotated[str, msgspec.Meta(max_length=2048)]
+    endpoint: Endpoint
 
 
 # Responses. Timestamps are ISO-8601 UTC with milliseconds; ids are UUIDs.

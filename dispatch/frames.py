@@ -12,12 +12,13 @@ from typing import Annotated
 import msgspec
 
 from base.errors import FavdispatchError, InvalidField, ProtocolError, UnknownType
+from base.text import PLAIN_TEXT
 from dispatch.models import MAX_ATTEMPT
 
 MAX_FRAME_BYTES = 64 * 1024  # larger frames are refused by the server (close code 1009)
 RequestId = uuid.UUID
 Attempt = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPT)]
-Reason = Annotated[str, msgspec.Meta(max_length=200)]
+Reason = Annotated[str, msgspec.Meta(max_length=200, pattern=PLAIN_TEXT)]
 OfferId = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 

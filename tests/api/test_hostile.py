@@ -80,6 +80,34 @@ async def test_a_lone_surrogate_in_a_mechanics_name_is_a_422(harness: Harness) -
     assert response.status_code == 422 and response.json()["error"] == "validation_error"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/admin/mechanics", {"name": "Sam\u0000"}),
+        ("/api/admin/workshops", {"name": "Rivera\u001b[31m"}),
+        ("/api/session-requests", {"session_type": "video", "plan_code": "quick\u0000"}),
+    ],
+)
+async def test_control_characters_in_text_are_a_422_on_every_database(
+    harness: Harness, path: str, body: dict[str, str]
+) -> None:
+    """PostgreSQL refuses a NUL in text: the body is refused first, naming the field, never a 500."""
+    headers = harness.admin if "admin" in path else harness.customer
+    response = await harness.http.post(path, json=body, headers=headers)
+    assert response.status_code == 422 and response.json()["error"] == "validation_error", response.text
+
+
+async def test_control_characters_in_a_tokens_name_are_dropped(harness: Harness) -> None:
+    sam = await harness.create_mechanic()
+    app = await harness.connect(sam)
+    token = harness.token(Role.CUSTOMER, harness.customer_id, "Jor\x00dan\n")
+    body = {"session_type": "video", "plan_code": "standard"}
+    response = await harness.http.post("/api/session-requests", json=body, headers=harness.auth(token))
+    assert response.status_code == 201, response.text
+    offer = await app.expect("offer", request_id=response.json()["id"])
+    assert offer["customer_name"] == "Jordan"
+
+
 async def test_a_lone_surrogate_in_a_tokens_name_reaches_offers_safely(harness: Harness) -> None:
     sam = await harness.create_mechanic()
     app = await harness.connect(sam)
@@ -148,6 +176,7 @@ SOME_ID = "00000000-0000-0000-0000-000000000001"
         (json.dumps({"type": "accept", "request_id": "not-a-uuid"}), "invalid_field"),
         (json.dumps({"type": "cancel", "request_id": SOME_ID, "reason": "\ud800"}), "bad_message"),
         (json.dumps({"type": "cancel", "request_id": SOME_ID, "reason": "r" * 300}), "invalid_field"),
+        (json.dumps({"type": "cancel", "request_id": SOME_ID, "reason": "flat\u0000tyre"}), "invalid_field"),
         ("[" * 30_000 + "]" * 30_000, "bad_message"),
     ],
 )
