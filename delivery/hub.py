@@ -2,9 +2,10 @@
 
 An `Envelope` for everyone (a broadcast, a revocation to whoever holds an offer, a close) is published on the
 shared channel that every process hears. One for named mechanics goes only to the processes that hold their
-devices, on each process's own channel: a connection id starts with its process's id, so the presence floor's
-devices sets are the directory (`route`, wired in by the runtime), and a process that dies leaves no route once
-its devices expire. Each process hands what it hears to the local sockets it addresses.
+devices, on each process's own channel: a connection id starts with its process's id, and the presence floor
+keeps each mechanic's routes from their heartbeats (`route`, wired in by the runtime). Routes outlive presence,
+so a socket whose heartbeats run late still gets its frames, and a process that dies leaves no route once they
+lapse. Each process hands what it hears to the local sockets it addresses.
 
 A frame is encoded once per envelope and written to each socket's transport without waiting: no task and no
 queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer

@@ -20,6 +20,12 @@ class PresenceKeys:
         """Sorted set of the mechanic's connection ids scored by their expiry (ms)."""
         return f"{self.prefix}:devices:{mechanic_id}"
 
+    def routes(self, mechanic_id: str) -> str:
+        """Hash process id -> expiry (ms) of the processes holding this mechanic's sockets: where envelopes for
+        them are published. It outlives presence (ROUTE_TTLS presence TTLs), so a socket whose heartbeats run late
+        still gets its frames; a dead process's entry expires on its own."""
+        return f"{self.prefix}:routes:{mechanic_id}"
+
     @property
     def last_seen(self) -> str:
         """Hash mechanic id -> last heartbeat (epoch ms); flushed to the database in batches."""

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 # KEYS[1] online key, KEYS[2] devices zset, KEYS[3] last_seen hash, KEYS[4] dirty set, KEYS[5] transitions channel,
-# KEYS[6] online index (zset mechanic id -> presence expiry, for counting who is online)
-# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms)
+# KEYS[6] online index (zset mechanic id -> presence expiry, for counting who is online), KEYS[7] routes hash
+# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms), ARGV[5] route TTL (ms)
+# A connection id is `<process id>.<random>`: the routes hash keeps, per process holding the mechanic's sockets,
+# until when it does, for the delivery floor.
 # Returns 1 when this call made the mechanic go online (and published that transition), else 0.
 TOUCH = """
+local process = string.match(ARGV[2], '^([^.]+)%.')
+if process then
+  local route_ttl = tonumber(ARGV[5])
+  redis.call('HSET', KEYS[7], process, tonumber(ARGV[3]) + route_ttl)
+  redis.call('PEXPIRE', KEYS[7], route_ttl)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local was_online = redis.call('EXISTS', KEYS[1])
 local ttl = tonumber(ARGV[4])
@@ -25,9 +33,18 @@ return 0
 """
 
 # KEYS as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms)
-# Removes one device; when none is left the mechanic is offline at once. Returns 1 if this call took them offline.
+# Removes one device; when none is left the mechanic is offline at once, and a process left with no device of
+# theirs leaves the routes. Returns 1 if this call took them offline.
 RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[2])
+local process = string.match(ARGV[2], '^([^.]+)%.')
+if process then
+  local still_here = false
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if string.match(member, '^([^.]+)%.') == process then still_here = true end
+  end
+  if not still_here then redis.call('HDEL', KEYS[7], process) end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -70,16 +87,17 @@ end
 return out
 """
 
-# KEYS: the devices zsets of the addressed mechanics. ARGV[1] now (ms), ARGV[2] channel prefix, ARGV[3] message.
-# A connection id is `<process id>.<random>`: the message is published once to each process that holds a live
-# device of any of them (the delivery floor's routing directory), in one round trip. Returns how many processes.
+# KEYS: the routes hashes of the addressed mechanics. ARGV[1] now (ms), ARGV[2] channel prefix, ARGV[3] message.
+# The message is published once to each process that holds a socket of any of them (the delivery floor's routing
+# directory), in one round trip. Returns how many processes.
 ROUTE = """
 local sent = {}
 local count = 0
 for _, key in ipairs(KEYS) do
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[1], '+inf')) do
-    local process = string.match(member, '^([^.]+)%.')
-    if process and not sent[process] then
+  local routes = redis.call('HGETALL', key)
+  for i = 1, #routes, 2 do
+    local process = routes[i]
+    if tonumber(routes[i + 1]) > tonumber(ARGV[1]) and not sent[process] then
       sent[process] = true
       count = count + 1
       redis.call('PUBLISH', ARGV[2] .. process, ARGV[3])

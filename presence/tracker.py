@@ -28,6 +28,8 @@ from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
 
+ROUTE_TTLS = 3  # a route lasts this many presence TTLs after the last heartbeat
+
 FLUSH_BATCH = 1000
 HEARTBEAT_BATCH_S = 0.01
 
@@ -38,6 +40,9 @@ class PresenceTracker:
         self.config = config
         self.keys = PresenceKeys(config.key_prefix)
         self._ttl_ms = int(config.ttl_s * 1000)
+        # Routes outlive presence: a socket whose heartbeats run late (a busy process, a slow Redis) still gets its
+        # frames, and a dead process's route lapses on its own.
+        self._route_ttl_ms = ROUTE_TTLS * self._ttl_ms
         self.replica = PresenceReplica(redis, self.keys)
         self._revived_hooks: list[Callable[[str, str], None]] = []
         self._touch = redis.register_script(scripts.TOUCH)
@@ -60,6 +65,7 @@ class PresenceTracker:
             k.last_seen_dirty,
             k.transitions,
             k.online_index,
+            k.routes(mechanic_id),
         ]
 
     async def track(self, mechanic_id: str, connection_id: str) -> bool:
@@ -70,7 +76,10 @@ class PresenceTracker:
         """
         now = now_ms()
         went_online = bool(
-            await self._touch(keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now, self._ttl_ms])
+            await self._touch(
+                keys=self._device_keys(mechanic_id),
+                args=[mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms],
+            )
         )
         if went_online or not self.replica.is_online(mechanic_id):
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
@@ -116,7 +125,16 @@ class PresenceTracker:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for connection_id, mechanic_id in beats.items():
                     keys = self._device_keys(mechanic_id)
-                    pipe.evalsha(self._touch.sha, len(keys), *keys, mechanic_id, connection_id, now, self._ttl_ms)
+                    pipe.evalsha(
+                        self._touch.sha,
+                        len(keys),
+                        *keys,
+                        mechanic_id,
+                        connection_id,
+                        now,
+                        self._ttl_ms,
+                        self._route_ttl_ms,
+                    )
                 try:
                     return [bool(r) for r in await pipe.execute()]
                 except NoScriptError:
@@ -138,16 +156,16 @@ class PresenceTracker:
         return went_offline
 
     async def publish_to_devices(self, mechanic_ids: tuple[str, ...], channel_prefix: str, message: bytes) -> int:
-        """Publish `message` once to `{channel_prefix}{process}` for each process holding a live device of these
-        mechanics (connection ids begin with their process's id); returns how many processes it reached."""
-        keys = [self.keys.devices(m) for m in mechanic_ids]
+        """Publish `message` once to `{channel_prefix}{process}` for each process holding a socket of these
+        mechanics (the routes their heartbeats keep); returns how many processes it reached."""
+        keys = [self.keys.routes(m) for m in mechanic_ids]
         reached: int = await self._route(keys=keys, args=[now_ms(), channel_prefix, message])
         return reached
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id))
+            pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id), self.keys.routes(mechanic_id))
             pipe.zrem(self.keys.online_index, mechanic_id)
             await pipe.execute()
         self.replica.forget(mechanic_id)

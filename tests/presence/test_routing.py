@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from presence.tracker import ROUTE_TTLS
 from tests.helpers import Harness, ServerProcess, spawn_server, stop_server
 
 
@@ -103,7 +104,7 @@ async def test_an_offline_mechanic_costs_no_delivery_and_a_dead_process_keeps_no
     dead = await _process_of(redis, prefix, sam)
     processes[0].process.send_signal(signal.SIGKILL)
     processes[0].process.wait()
-    await asyncio.sleep(harness.settings.presence_ttl_s + 0.5)  # the dead process's devices expire
+    await asyncio.sleep(ROUTE_TTLS * harness.settings.presence_ttl_s + 0.5)  # the dead process's route lapses
     watch = Deliveries(redis, prefix)
     await watch.start()
     try:
@@ -116,3 +117,16 @@ async def test_an_offline_mechanic_costs_no_delivery_and_a_dead_process_keeps_no
         assert watch.about(booked["id"]) == [("everyone", "offer_revoked")]  # the cancel, to any holder
     finally:
         await watch.stop()
+
+
+async def test_a_socket_whose_presence_lapsed_still_gets_its_frames(harness: Harness, redis: Redis) -> None:
+    """Heartbeats that run late let presence lapse while the socket is open: routes outlive presence, so the
+    mechanic's own answer still reaches them (found under load: `accepted` frames went missing)."""
+    prefix = harness.settings.key_prefix
+    sam = await harness.create_mechanic("Sam")
+    sam_app = await harness.connect(sam)
+    booked = await harness.book(routing="broadcast")
+    await sam_app.expect("offer", request_id=booked["id"])
+    await redis.delete(f"{prefix}:online:{sam}", f"{prefix}:devices:{sam}")  # what a lapse leaves
+    await sam_app.send({"type": "accept", "request_id": booked["id"]})
+    await sam_app.expect("accepted", request_id=booked["id"])
