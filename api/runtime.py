@@ -13,10 +13,6 @@ from typing import Any
 
 from databases import Database
 from prometheus_client import multiprocess
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
@@ -25,6 +21,8 @@ from api.database import open_database
 from api.settings import Settings
 from api.stripe_gateway import StripeGateway
 from api.web_push import WebPushSender
+from base.redis_client import RedisClient
+from base.redis_client import connect as connect_redis
 from delivery.bus import Bus
 from delivery.hub import Hub
 from delivery.liveness import SocketRegistry
@@ -56,7 +54,7 @@ class Services:
 
     settings: Settings
     tokens: TokenVerifier
-    redis: Redis
+    redis: RedisClient
     bus: Bus
     database: Database
     presence: PresenceTracker
@@ -165,20 +163,8 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
 async def open_services(settings: Settings) -> Services:
     """Connect to Redis and the database and wire every service; the order of construction is the order of
     dependency (delivery and presence, then dispatch)."""
-    # A bounded pool that waits for a free connection, rather than failing, when thousands of sockets connect at
-    # once.
     assert settings.redis_url is not None
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        timeout=10,
-        decode_responses=True,
-        health_check_interval=10,
-        # A connection that died with a restarted Redis is replaced and the command retried, not failed.
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-        retry_on_error=[RedisConnectionError],
-    )
-    redis = Redis(connection_pool=pool)
+    redis = connect_redis(settings.redis_url, REDIS_POOL_SIZE)
     database = open_database(settings.database_url)
     await database.connect()
     if database.url.dialect == "sqlite":
@@ -188,7 +174,7 @@ async def open_services(settings: Settings) -> Services:
     bus = Bus(redis)
     presence = PresenceTracker(redis, settings.presence_config())
     bus.subscribe(presence.keys.transitions, presence.replica.on_transition)
-    bus.subscribe(bus.expired_channel, presence.on_key_expired)
+    bus.subscribe_expired(presence.on_key_expired)
     bus.on_reconnect(presence.replica.rebuild)
     keys = DispatchKeys(settings.key_prefix)
     hub = Hub(bus, keys.deliveries, presence.publish_to_devices if settings.routed_deliveries else None)

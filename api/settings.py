@@ -15,6 +15,7 @@ from starlette.config import Config
 from starlette.datastructures import Secret
 
 from api.web_push import new_vapid_private_key, vapid_public_key
+from base.redis_client import check_url as check_redis_url
 from dispatch.config import DispatchConfig
 from presence.config import PresenceConfig
 
@@ -191,8 +192,10 @@ def _validate(settings: Settings) -> None:
         raise ValueError("FAVORITES_ROLLOUT_PERCENT must be between 0 and 100")
     if settings.payments_enabled and settings.stripe_webhook_secret is None:
         raise ValueError("STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: webhooks could not be verified")
-    if settings.redis_url is not None and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url)
+    if "{" in settings.key_prefix or "}" in settings.key_prefix:
+        raise ValueError("REDIS_KEY_PREFIX must not hold { or }: they would change the keys' cluster hash slots")
     if settings.max_body_bytes < 1024:
         raise ValueError("MAX_BODY_BYTES must be at least 1024")
     if settings.socket_frames_per_s <= 0 or settings.socket_frame_burst < 1:

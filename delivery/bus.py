@@ -1,41 +1,87 @@
-"""One Redis pub/sub connection per process, shared by everyone who listens.
+"""Pub/sub for a process: what it publishes, and one connection per Redis node it listens on.
 
-Handlers are registered per channel before `run()`; the loop reconnects and resubscribes with backoff when Redis
-goes away, and tells `on_reconnect` callbacks so they can rebuild what a restarted Redis lost.
+Handlers are registered before `run()`, in three kinds:
+- `subscribe`: channels every process hears (classic pub/sub; on a cluster the cluster bus carries a message to
+  every node, so one node is listened to for them);
+- `subscribe_own`: this process's own channel, a shard channel (`SSUBSCRIBE`) on a cluster, listened to on the
+  primary owning its slot, so a message for this process touches one shard only;
+- `subscribe_expired`: keyevent `expired` notifications. They are per node, so each primary is listened to, with
+  notifications enabled on it first (and again on every reconnection: a restarted or newly promoted primary does
+  not have them).
+
+On one Redis a single connection carries all three. On a cluster the topology is read again every
+`topology_refresh_s` and whenever a connection is lost: a primary added or promoted by a failover is listened to,
+one gone is dropped, the shared and own channels follow their node. Each connection reconnects with backoff, and
+whenever one comes back (or a new one starts after start-up) the `on_reconnect` hooks run, so what a gap may have
+lost is rebuilt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import RedisError, ResponseError
+
+from base.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
+TOPOLOGY_REFRESH_S = 1.0
+EXPIRED_CHANNEL = "__keyevent@{db}__:expired"
 
 Handler = Callable[[str], Awaitable[None]]
 ReconnectHook = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Listening:
+    """What one pub/sub connection to one node subscribes to ("" names the one Redis)."""
+
+    node: str
+    channels: frozenset[str]
+    shard_channels: frozenset[str] = frozenset()
+    needs_expiry_events: bool = False
+
+
 class Bus:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient, topology_refresh_s: float = TOPOLOGY_REFRESH_S) -> None:
         self._redis = redis
+        self._topology_refresh_s = topology_refresh_s
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._shared: set[str] = set()
+        self._own: set[str] = set()
         self._reconnect_hooks: list[ReconnectHook] = []
+        self._subscribed: set[Listening] = set()
+        self._plan: frozenset[Listening] = frozenset()
+        self._topology_changed = asyncio.Event()
+        self._started = False
         self.is_subscribed = asyncio.Event()
+        db = 0 if isinstance(redis, RedisCluster) else redis.connection_pool.connection_kwargs.get("db", 0)
+        self._expired_channel = EXPIRED_CHANNEL.format(db=db)
 
     @property
-    def expired_channel(self) -> str:
-        db = self._redis.connection_pool.connection_kwargs.get("db", 0)
-        return f"__keyevent@{db}__:expired"
+    def is_cluster(self) -> bool:
+        return isinstance(self._redis, RedisCluster)
 
     def subscribe(self, channel: str, handler: Handler) -> None:
+        self._shared.add(channel)
         self._handlers[channel].append(handler)
+
+    def subscribe_own(self, channel: str, handler: Handler) -> None:
+        self._own.add(channel)
+        self._handlers[channel].append(handler)
+
+    def subscribe_expired(self, handler: Handler) -> None:
+        self._handlers[self._expired_channel].append(handler)
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
         self._reconnect_hooks.append(hook)
@@ -43,55 +89,109 @@ class Bus:
     async def publish(self, channel: str, message: str | bytes) -> None:
         await self._redis.publish(channel, message)
 
-    async def enable_expiry_events(self) -> bool:
-        """Turn on keyevent `expired` notifications, keeping flags already set. False where Redis refuses."""
-        try:
-            config = await self._redis.config_get("notify-keyspace-events")
-            current: str = config.get("notify-keyspace-events") or ""
-            flags = set(current)
-            missing = ("" if "E" in flags else "E") + ("" if flags & {"x", "A"} else "x")
-            if missing:
-                await self._redis.config_set("notify-keyspace-events", current + missing)
-            return True
-        except RedisError as error:
-            log.warning(
-                "Redis refused CONFIG SET notify-keyspace-events (%s). Enable expired events on the server "
-                "(notify-keyspace-events Ex, e.g. in your provider's parameter group); until then fallbacks are "
-                "fired by the deadline keeper alone.",
-                error,
-            )
-            return False
-
     async def run(self) -> None:
-        """Receive forever; a handler's failure is logged and never stops the loop."""
+        """Listen forever, following the cluster's topology; a handler's failure is logged and never stops it."""
+        listeners: dict[Listening, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    self._plan = await self._make_plan()
+                except (RedisError, OSError) as error:
+                    log.warning("could not read the cluster's topology (%s); listening as before", error)
+                for listening in set(listeners) - self._plan:
+                    listeners.pop(listening).cancel()
+                    self._subscribed.discard(listening)
+                for listening in self._plan - set(listeners):
+                    listeners[listening] = asyncio.create_task(self._listen(listening, rejoining=self._started))
+                self._update_is_subscribed()
+                self._topology_changed.clear()
+                if not self.is_cluster:
+                    await asyncio.Event().wait()  # one Redis: one connection, which reconnects by itself
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._topology_changed.wait(), self._topology_refresh_s)
+        finally:
+            for task in listeners.values():
+                task.cancel()
+            await asyncio.gather(*listeners.values(), return_exceptions=True)
+
+    async def _make_plan(self) -> frozenset[Listening]:
+        expired = frozenset({self._expired_channel} & set(self._handlers))
+        if not isinstance(self._redis, RedisCluster):
+            channels = frozenset(self._shared | self._own) | expired
+            return frozenset({Listening("", channels, needs_expiry_events=bool(expired))})
+        await self._redis.initialize()
+        await self._redis.nodes_manager.initialize()
+        primaries = sorted(node.name for node in self._redis.get_primaries())
+        owners = {channel: node.name for channel in self._own if (node := self._redis.get_node_from_key(channel))}
+        plan = set()
+        for name in primaries:
+            shared = frozenset(self._shared) if name == primaries[0] else frozenset()
+            own = frozenset(channel for channel, owner in owners.items() if owner == name)
+            plan.add(Listening(name, shared | expired, own, needs_expiry_events=bool(expired)))
+        return frozenset(plan)
+
+    def _update_is_subscribed(self) -> None:
+        if self._plan and self._plan <= self._subscribed:
+            self._started = True
+            self.is_subscribed.set()
+        else:
+            self.is_subscribed.clear()
+
+    async def _listen(self, listening: Listening, *, rejoining: bool) -> None:
+        """Hold one connection to one node, reconnecting with backoff; after it (re)joins late, run the hooks."""
         backoff = 0.1
-        first = True
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*self._handlers)
-                self.is_subscribed.set()
-                if not first:
-                    log.info("pub/sub reconnected")
-                    for hook in self._reconnect_hooks:
-                        await hook()
-                first = False
-                backoff = 0.1
-                async for message in pubsub.listen():
-                    if message["type"] != "message":
-                        continue
-                    await self._deliver(message["channel"], message["data"])
-            except (RedisError, OSError) as error:
-                self.is_subscribed.clear()
-                log.warning("pub/sub connection lost (%s); retrying in %.1fs", error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                # Bounded and never awaited past the bound: closing a connection whose read was just cancelled
-                # can otherwise wait forever and hold up shutdown.
-                closing = asyncio.ensure_future(pubsub.aclose())  # type: ignore[no-untyped-call]
-                closing.add_done_callback(lambda t: t.cancelled() or t.exception())
-                await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+        client = self._client_for(listening.node)
+        try:
+            while True:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    if listening.needs_expiry_events:
+                        await enable_expiry_events(client)
+                    if listening.channels:
+                        await pubsub.subscribe(*listening.channels)
+                    for channel in listening.shard_channels:  # one per call: they may lie in different slots
+                        await pubsub.ssubscribe(channel)
+                    self._subscribed.add(listening)
+                    self._update_is_subscribed()
+                    if rejoining:
+                        log.info("pub/sub %s joined after a gap", listening.node or "connection")
+                        for hook in self._reconnect_hooks:
+                            await hook()
+                    rejoining = True
+                    backoff = 0.1
+                    await self._receive(pubsub)
+                except (RedisError, OSError) as error:
+                    self._subscribed.discard(listening)
+                    self._update_is_subscribed()
+                    self._topology_changed.set()
+                    log.warning(
+                        "pub/sub %s lost (%s); retrying in %.1fs", listening.node or "connection", error, backoff
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                finally:
+                    await _close_bounded(pubsub)
+        finally:
+            if client is not self._redis:
+                await _close_bounded(client)
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        async for message in pubsub.listen():
+            kind = message["type"]
+            if kind in ("message", "smessage"):
+                await self._deliver(message["channel"], message["data"])
+            elif kind == "sunsubscribe":
+                # The node gave up the channel's slot (a resharding or a failover): follow it to its new owner.
+                raise RedisError(f"{message['channel']} moved to another node")
+
+    def _client_for(self, node: str) -> Redis:
+        """The one Redis, or a client of its own for one cluster node, connected as the cluster client is."""
+        if not isinstance(self._redis, RedisCluster):
+            return self._redis
+        host, _, port = node.rpartition(":")
+        cluster_node = ClusterNode(host, int(port), **self._redis.nodes_manager.connection_kwargs)
+        pool = ConnectionPool(connection_class=cluster_node.connection_class, **cluster_node.connection_kwargs)
+        return Redis(connection_pool=pool)
 
     async def _deliver(self, channel: str, data: str) -> None:
         for handler in self._handlers.get(channel, ()):
@@ -99,3 +199,31 @@ class Bus:
                 await handler(data)
             except Exception:
                 log.exception("handler for %s failed", channel)
+
+
+async def enable_expiry_events(redis: Redis) -> bool:
+    """Turn on keyevent `expired` notifications on one server, keeping flags already set. False where it refuses."""
+    try:
+        config = await redis.config_get("notify-keyspace-events")
+        current: str = config.get("notify-keyspace-events") or ""
+        flags = set(current)
+        missing = ("" if "E" in flags else "E") + ("" if flags & {"x", "A"} else "x")
+        if missing:
+            await redis.config_set("notify-keyspace-events", current + missing)
+        return True
+    except ResponseError as error:  # CONFIG renamed or not permitted, as with many hosted Redis
+        log.warning(
+            "Redis refused CONFIG SET notify-keyspace-events (%s). Enable expired events on the server "
+            "(notify-keyspace-events Ex, e.g. in your provider's parameter group); until then fallbacks are "
+            "fired by the deadline keeper alone.",
+            error,
+        )
+        return False
+
+
+async def _close_bounded(closable: PubSub | Redis) -> None:
+    """Bounded and never awaited past the bound: closing a connection whose read was just cancelled can otherwise
+    wait forever and hold up shutdown."""
+    closing = asyncio.ensure_future(closable.aclose())
+    closing.add_done_callback(lambda t: t.cancelled() or t.exception())
+    await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)

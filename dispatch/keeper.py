@@ -10,7 +10,7 @@ TTLs that can be minutes late. So the database holds each deadline, and every pr
 2. At a window's deadline the timer calls `fall_back` once; the database lets one process win. A window's key
    `expired` event is acted on only by a process that holds no timer for it (it armed the window after this
    process last read), so in the common case each process tries a fallback once, not twice.
-3. At start-up and whenever the pub/sub connection comes back, it rebuilds the window keys from the database;
+3. At start-up and whenever a pub/sub connection comes back, it rebuilds the window keys from the database;
    deadlines that passed while no process was running fall back at once.
 
 Ack deadlines need no Redis key: at each one the keeper asks the dispatcher to resend or fall back, and the
@@ -50,13 +50,12 @@ class DeadlineKeeper:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_poll = 0.0  # loop time of the next safety-net read of the database
         self._signature = uuid.uuid4().hex  # this process's notes, which it need not hear back
-        bus.subscribe(bus.expired_channel, self._on_expired)
+        bus.subscribe_expired(self._on_expired)
         bus.subscribe(channel, self._on_note)
         bus.on_reconnect(self.recover)
 
     async def recover(self) -> None:
-        """Re-enable expiry events and rebuild window keys from the database (overdue ones fall back now)."""
-        await self._bus.enable_expiry_events()
+        """Rebuild window keys from the database (overdue ones fall back now)."""
         count = await self._dispatcher.rearm_windows()
         if count:
             log.info("re-armed %d priority windows from the database", count)

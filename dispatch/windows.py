@@ -6,15 +6,14 @@ at once. Keys can be lost (a Redis restart) and are rebuilt from the database.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from base.clock import utc_now
+from base.redis_client import RedisClient
 from dispatch.keys import DispatchKeys
 from dispatch.models import PRIORITY_ATTEMPT, SessionRequest
 
 
 class Windows:
-    def __init__(self, redis: Redis, keys: DispatchKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: DispatchKeys) -> None:
         self._redis = redis
         self.keys = keys
 

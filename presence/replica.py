@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass
 
 import msgspec
-from redis.asyncio import Redis
 
 from base.clock import now_ms
-from presence.keys import PresenceKeys
+from base.redis_client import RedisClient
+from presence.keys import SHARDS, PresenceKeys
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class LiveStatus:
 
 
 class PresenceReplica:
-    def __init__(self, redis: Redis, keys: PresenceKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: PresenceKeys) -> None:
         self._redis = redis
         self._keys = keys
         self._online: set[str] = set()
@@ -81,16 +81,20 @@ class PresenceReplica:
             log.warning("ignoring a malformed presence transition: %r", data[:200])
 
     async def rebuild(self) -> None:
-        """Replace the replica with what Redis holds now."""
+        """Replace the replica with what Redis holds now (every shard's indexes, in one pipeline)."""
         now = now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(self._keys.online_index, now, "+inf")
-            pipe.zrangebyscore(self._keys.online_index, "-inf", now)
-            pipe.hgetall(self._keys.last_seen)
-            online, lapsed, last_seen = await pipe.execute()
+            for shard in range(SHARDS):
+                pipe.zrangebyscore(self._keys.online_index(shard), now, "+inf")
+                pipe.zrangebyscore(self._keys.online_index(shard), "-inf", now)
+                pipe.hgetall(self._keys.last_seen(shard))
+            replies = await pipe.execute()
+        online = [i for reply in replies[0::3] for i in reply]
+        lapsed = [i for reply in replies[1::3] for i in reply]
         self._online = {str(i) for i in online}
-        for mechanic_id, ms in last_seen.items():
-            self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))
+        for last_seen in replies[2::3]:
+            for mechanic_id, ms in last_seen.items():
+                self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))
         if lapsed:
             # Looking a lapsed key up makes Redis expire it and fire `expired` now, not minutes later.
             async with self._redis.pipeline(transaction=False) as pipe:

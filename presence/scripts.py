@@ -1,10 +1,15 @@
-"""Lua scripts: each changes several presence keys in one atomic round trip."""
+"""Lua scripts: each changes several presence keys in one atomic round trip.
+
+Every script's KEYS share one hash slot (a mechanic's keys and their shard's indexes carry the shard's tag, see
+`keys.py`), so each runs on a Redis Cluster as on one Redis. Channels are passed in ARGV: they are not keys.
+"""
 
 from __future__ import annotations
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] last_seen hash, KEYS[4] dirty set, KEYS[5] transitions channel,
-# KEYS[6] online index (zset mechanic id -> presence expiry, for counting who is online), KEYS[7] routes hash
-# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms), ARGV[5] route TTL (ms)
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] routes hash, KEYS[4] shard's last_seen hash, KEYS[5] shard's
+# dirty set, KEYS[6] shard's online index (zset mechanic id -> presence expiry, for reading who is online)
+# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms), ARGV[5] route TTL (ms),
+# ARGV[6] transitions channel
 # A connection id is `<process id>.<random>`: the routes hash keeps, per process holding the mechanic's sockets,
 # until when it does, for the delivery floor.
 # Returns 1 when this call made the mechanic go online (and published that transition), else 0.
@@ -12,8 +17,8 @@ TOUCH = """
 local process = string.match(ARGV[2], '^([^.]+)%.')
 if process then
   local route_ttl = tonumber(ARGV[5])
-  redis.call('HSET', KEYS[7], process, tonumber(ARGV[3]) + route_ttl)
-  redis.call('PEXPIRE', KEYS[7], route_ttl)
+  redis.call('HSET', KEYS[3], process, tonumber(ARGV[3]) + route_ttl)
+  redis.call('PEXPIRE', KEYS[3], route_ttl)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local was_online = redis.call('EXISTS', KEYS[1])
@@ -22,17 +27,17 @@ redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + ttl, ARGV[2])
 -- The devices set outlives the online key so that a crash's expiry can still claim it (see EXPIRED).
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('ZADD', KEYS[6], tonumber(ARGV[3]) + ttl, ARGV[1])
 if was_online == 0 then
-  redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = true, at = tonumber(ARGV[3])}))
+  redis.call('PUBLISH', ARGV[6], cjson.encode({mechanic_id = ARGV[1], is_online = true, at = tonumber(ARGV[3])}))
   return 1
 end
 return 0
 """
 
-# KEYS as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms)
+# KEYS as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] transitions channel
 # Removes one device; when none is left the mechanic is offline at once, and a process left with no device of
 # theirs leaves the routes. Returns 1 if this call took them offline.
 RELEASE = """
@@ -43,37 +48,37 @@ if process then
   for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     if string.match(member, '^([^.]+)%.') == process then still_here = true end
   end
-  if not still_here then redis.call('HDEL', KEYS[7], process) end
+  if not still_here then redis.call('HDEL', KEYS[3], process) end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[6], ARGV[1])
   if redis.call('DEL', KEYS[1]) == 1 then
-    redis.call('PUBLISH', KEYS[5], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[3])}))
+    redis.call('PUBLISH', ARGV[4], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = tonumber(ARGV[3])}))
     return 1
   end
 end
 return 0
 """
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] transitions channel, KEYS[4] online index, KEYS[5] last_seen.
-# ARGV[1] mechanic id, ARGV[2] now (ms)
+# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] shard's online index, KEYS[4] shard's last_seen hash.
+# ARGV[1] mechanic id, ARGV[2] now (ms), ARGV[3] transitions channel
 # Called by every process that hears the online key expire (a crash): the DEL of the devices set decides which
 # one publishes, so the offline transition goes out once, dated by the last heartbeat.
 EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('DEL', KEYS[2]) == 1 then
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  local seen = tonumber(redis.call('HGET', KEYS[5], ARGV[1])) or tonumber(ARGV[2])
-  redis.call('PUBLISH', KEYS[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = seen}))
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  local seen = tonumber(redis.call('HGET', KEYS[4], ARGV[1])) or tonumber(ARGV[2])
+  redis.call('PUBLISH', ARGV[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = seen}))
   return 1
 end
 return 0
 """
 
-# KEYS[1] dirty set, KEYS[2] last_seen hash. ARGV[1] batch size
+# KEYS[1] a shard's dirty set, KEYS[2] its last_seen hash. ARGV[1] batch size
 # Pops a batch of changed mechanics with their last_seen: a flat list id1, ms1, id2, ms2, ...
 POP_DIRTY = """
 local ids = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
@@ -89,7 +94,9 @@ return out
 
 # KEYS: the routes hashes of the addressed mechanics. ARGV[1] now (ms), ARGV[2] channel prefix, ARGV[3] message.
 # The message is published once to each process that holds a socket of any of them (the delivery floor's routing
-# directory), in one round trip. Returns how many processes.
+# directory), in one round trip. Returns how many processes. One Redis only: on a cluster the routes hashes lie in
+# many slots and a shard channel must be published on its own node, so the tracker reads the routes and publishes
+# itself.
 ROUTE = """
 local sent = {}
 local count = 0

@@ -13,17 +13,21 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
-from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from base.clock import from_ms, now_ms
+from base.redis_client import RedisClient, is_cluster
 from base.tables import mechanics
 from presence import scripts
 from presence.config import PresenceConfig
-from presence.keys import PresenceKeys
+from presence.keys import SHARDS, PresenceKeys, shard_of
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -35,8 +39,9 @@ HEARTBEAT_BATCH_S = 0.01
 
 
 class PresenceTracker:
-    def __init__(self, redis: Redis, config: PresenceConfig) -> None:
+    def __init__(self, redis: RedisClient, config: PresenceConfig) -> None:
         self._redis = redis
+        self._is_cluster = is_cluster(redis)
         self.config = config
         self.keys = PresenceKeys(config.key_prefix)
         self._ttl_ms = int(config.ttl_s * 1000)
@@ -57,15 +62,14 @@ class PresenceTracker:
         self._beats_in_flight = asyncio.Lock()
 
     def _device_keys(self, mechanic_id: str) -> list[str]:
-        k = self.keys
+        k, shard = self.keys, shard_of(mechanic_id)
         return [
             k.online(mechanic_id),
             k.devices(mechanic_id),
-            k.last_seen,
-            k.last_seen_dirty,
-            k.transitions,
-            k.online_index,
             k.routes(mechanic_id),
+            k.last_seen(shard),
+            k.last_seen_dirty(shard),
+            k.online_index(shard),
         ]
 
     async def track(self, mechanic_id: str, connection_id: str) -> bool:
@@ -78,7 +82,7 @@ class PresenceTracker:
         went_online = bool(
             await self._touch(
                 keys=self._device_keys(mechanic_id),
-                args=[mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms],
+                args=[mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms, self.keys.transitions],
             )
         )
         if went_online or not self.replica.is_online(mechanic_id):
@@ -119,28 +123,30 @@ class PresenceTracker:
                     hook(mechanic_id, connection_id)
 
     async def _touch_all(self, beats: dict[str, str], now: int) -> list[bool]:
-        """One pipeline of `EVALSHA`s: redis-py would send `SCRIPT EXISTS` before every pipeline that runs a
-        `Script`, a second round trip per batch. The script is loaded once, and again if Redis lost it."""
+        calls = [
+            (
+                self._device_keys(mechanic_id),
+                [mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms, self.keys.transitions],
+            )
+            for connection_id, mechanic_id in beats.items()
+        ]
+        return [bool(r) for r in await self._run_many(self._touch, calls)]
+
+    async def _run_many(self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One pipeline of `EVALSHA`s (on a cluster, one per node, sent together). redis-py would send `SCRIPT
+        EXISTS` before every pipeline that runs a `Script`, a second round trip; instead the script is loaded
+        once, and again where a server lost it (a restart, a replica promoted by a failover)."""
         for attempt in (1, 2):
+            pipe: Pipeline | ClusterPipeline
             async with self._redis.pipeline(transaction=False) as pipe:
-                for connection_id, mechanic_id in beats.items():
-                    keys = self._device_keys(mechanic_id)
-                    pipe.evalsha(
-                        self._touch.sha,
-                        len(keys),
-                        *keys,
-                        mechanic_id,
-                        connection_id,
-                        now,
-                        self._ttl_ms,
-                        self._route_ttl_ms,
-                    )
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                 try:
-                    return [bool(r) for r in await pipe.execute()]
+                    return list(await pipe.execute())
                 except NoScriptError:
                     if attempt == 2:
                         raise
-                    await self._redis.script_load(scripts.TOUCH)
+                    await self._redis.script_load(script.script)
         raise AssertionError("unreachable")
 
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
@@ -149,7 +155,9 @@ class PresenceTracker:
         now = now_ms()
         async with self._beats_in_flight:
             went_offline = bool(
-                await self._release(keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now])
+                await self._release(
+                    keys=self._device_keys(mechanic_id), args=[mechanic_id, connection_id, now, self.keys.transitions]
+                )
             )
         if went_offline:
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=False, at=now))
@@ -157,16 +165,33 @@ class PresenceTracker:
 
     async def publish_to_devices(self, mechanic_ids: tuple[str, ...], channel_prefix: str, message: bytes) -> int:
         """Publish `message` once to `{channel_prefix}{process}` for each process holding a socket of these
-        mechanics (the routes their heartbeats keep); returns how many processes it reached."""
+        mechanics (the routes their heartbeats keep); returns how many processes it reached.
+
+        On one Redis a script does it in one round trip. On a cluster the routes lie in many slots and each
+        process's channel is a shard channel of its own node: the routes are read (one pipeline) and the message
+        published with `SPUBLISH` (another), so it travels to one shard, never over the whole cluster bus."""
         keys = [self.keys.routes(m) for m in mechanic_ids]
-        reached: int = await self._route(keys=keys, args=[now_ms(), channel_prefix, message])
-        return reached
+        now = now_ms()
+        if not self._is_cluster:
+            reached: int = await self._route(keys=keys, args=[now, channel_prefix, message])
+            return reached
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            tables: list[dict[str, str]] = await pipe.execute()
+        processes = {process for table in tables for process, until in table.items() if int(until) > now}
+        if processes:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for process in processes:
+                    pipe.spublish(channel_prefix + process, message)
+                await pipe.execute()
+        return len(processes)
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # one slot: the keys share the shard's tag
             pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id), self.keys.routes(mechanic_id))
-            pipe.zrem(self.keys.online_index, mechanic_id)
+            pipe.zrem(self.keys.online_index(shard_of(mechanic_id)), mechanic_id)
             await pipe.execute()
         self.replica.forget(mechanic_id)
 
@@ -176,19 +201,13 @@ class PresenceTracker:
 
     async def on_key_expired(self, key: str) -> None:
         """Called for every expired key; announces a crashed mechanic's offline transition exactly once."""
-        prefix = self.keys.online_prefix()
-        if not key.startswith(prefix):
+        mechanic_id = self.keys.mechanic_of_online(key)
+        if mechanic_id is None:
             return
-        mechanic_id = key[len(prefix) :]
+        shard = shard_of(mechanic_id)
         await self._expired(
-            keys=[
-                key,
-                self.keys.devices(mechanic_id),
-                self.keys.transitions,
-                self.keys.online_index,
-                self.keys.last_seen,
-            ],
-            args=[mechanic_id, now_ms()],
+            keys=[key, self.keys.devices(mechanic_id), self.keys.online_index(shard), self.keys.last_seen(shard)],
+            args=[mechanic_id, now_ms(), self.keys.transitions],
         )
 
     def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:
@@ -201,15 +220,19 @@ class PresenceTracker:
     async def flush_last_seen(self, database: Database) -> int:
         """Persist every last_seen that changed since the previous flush; returns how many were written."""
         written = 0
-        while True:
-            flat = await self._pop_dirty(keys=[self.keys.last_seen_dirty, self.keys.last_seen], args=[FLUSH_BATCH])
-            pairs = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-            seen = {mid: from_ms(int(ms)) for mid, ms in pairs if ms}
+        shards = list(range(SHARDS))
+        while shards:
+            calls = [([self.keys.last_seen_dirty(s), self.keys.last_seen(s)], [FLUSH_BATCH]) for s in shards]
+            popped = await self._run_many(self._pop_dirty, calls)
+            seen = {
+                flat[i]: from_ms(int(flat[i + 1])) for flat in popped for i in range(0, len(flat), 2) if flat[i + 1]
+            }
             if seen:
                 await database.execute(_advance_last_seen(seen, database.url.dialect))
                 written += len(seen)
-            if len(pairs) < FLUSH_BATCH:
-                return written
+            # A shard that gave a whole batch may hold more.
+            shards = [s for s, flat in zip(shards, popped, strict=True) if len(flat) >= 2 * FLUSH_BATCH]
+        return written
 
 
 def _advance_last_seen(seen: dict[str, datetime], dialect: str) -> sa.Update:

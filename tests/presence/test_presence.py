@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from api.auth import Role
-from presence.keys import PresenceKeys
+from presence.keys import PresenceKeys, shard_of
 from tests.helpers import Harness
 
 
@@ -274,7 +274,7 @@ async def test_a_device_whose_presence_lapsed_gets_what_was_offered_meanwhile(ha
     app = await harness.connect(mechanic_id, heartbeats=False)  # beats by hand: the test picks the moment
     keys = PresenceKeys(harness.settings.key_prefix)
     await redis.delete(keys.online(mechanic_id), keys.devices(mechanic_id))
-    await redis.zrem(keys.online_index, mechanic_id)
+    await redis.zrem(keys.online_index(shard_of(mechanic_id)), mechanic_id)
     offline = {"mechanic_id": mechanic_id, "is_online": False, "at": int(time.time() * 1000)}
     await redis.publish(keys.transitions, json.dumps(offline))
     while (await harness.status(mechanic_id))["is_online"]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from presence.keys import PresenceKeys
 from presence.tracker import ROUTE_TTLS
 from tests.helpers import Harness, ServerProcess, spawn_server, stop_server
 
@@ -59,7 +60,7 @@ class Deliveries:
 
 
 async def _process_of(redis: Redis, prefix: str, mechanic_id: str) -> str:
-    members = await redis.zrange(f"{prefix}:devices:{mechanic_id}", 0, -1)
+    members = await redis.zrange(PresenceKeys(prefix).devices(mechanic_id), 0, -1)
     assert len(members) == 1, members
     return str(members[0]).split(".", 1)[0]
 
@@ -127,6 +128,7 @@ async def test_a_socket_whose_presence_lapsed_still_gets_its_frames(harness: Har
     sam_app = await harness.connect(sam)
     booked = await harness.book(routing="broadcast")
     await sam_app.expect("offer", request_id=booked["id"])
-    await redis.delete(f"{prefix}:online:{sam}", f"{prefix}:devices:{sam}")  # what a lapse leaves
+    keys = PresenceKeys(prefix)
+    await redis.delete(keys.online(sam), keys.devices(sam))  # what a lapse leaves
     await sam_app.send({"type": "accept", "request_id": booked["id"]})
     await sam_app.expect("accepted", request_id=booked["id"])
