@@ -140,7 +140,9 @@ class PresenceTracker:
             pipe: Pipeline | ClusterPipeline
             async with self._redis.pipeline(transaction=False) as pipe:
                 for keys, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    # Not `pipe.evalsha`, which redis-py refuses in a cluster pipeline: each call's keys share one
+                    # slot, and the command goes to that slot's node like any other.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 try:
                     return list(await pipe.execute())
                 except NoScriptError:
