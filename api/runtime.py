@@ -173,7 +173,7 @@ async def open_services(settings: Settings) -> Services:
 
     bus = Bus(redis)
     presence = PresenceTracker(redis, settings.presence_config())
-    bus.subscribe(presence.keys.transitions, presence.replica.on_transition)
+    bus.subscribe_scripted(presence.keys.transitions, presence.replica.on_transition)
     bus.subscribe_expired(presence.on_key_expired)
     bus.on_reconnect(presence.replica.rebuild)
     keys = DispatchKeys(settings.key_prefix)

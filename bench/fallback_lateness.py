@@ -24,11 +24,12 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 
 from api.auth import Role, mint_token
 from api.database import migrate
+from base.redis_client import RedisClient
+from base.redis_client import connect as connect_redis
 from base.stats import percentile
 from scripts.embedded_redis import EmbeddedRedis, free_port
 
@@ -37,7 +38,7 @@ WINDOW_S = 3.0
 CREATE_PER_S = 150  # bookings are created at this pace; windows are long enough to outlast the creation
 
 
-async def fill(redis: Redis, count: int, prefix: str) -> None:
+async def fill(redis: RedisClient, count: int, prefix: str) -> None:
     """`count` keys with TTLs between 10 and 60 minutes, never touched again."""
     batch = 10_000
     for start in range(0, count, batch):
@@ -168,7 +169,7 @@ async def main() -> None:
     args = parser.parse_args()
     with EmbeddedRedis() as embedded:
         url = args.redis_url or embedded.url
-        redis = Redis.from_url(url)
+        redis = connect_redis(url, max_connections=16)
         results = {"empty": summary("fallback lateness, no other keys", await measure(url, args.requests))}
         filler = f"bench-filler-{uuid.uuid4().hex[:8]}"
         started = time.monotonic()

@@ -42,7 +42,7 @@ from base.tables import mechanics
 from bench.booking_latency import Booking, burst, create_bare_table, http_post, postgres_database, reachable
 from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
 from bench.visibility import transitions
-from scripts.embedded_redis import EmbeddedRedis, free_port
+from scripts.embedded_redis import EmbeddedCluster, EmbeddedRedis, cluster_binary, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFER_FRAME = json.dumps(
@@ -405,6 +405,37 @@ async def _cost_of_offers(redis_url: str, ours: Ours, servers: list[Server], off
     }
 
 
+# 8. On a Redis Cluster
+
+
+async def cluster_phase(workdir: str, connections: int, windows: int, other_keys: int) -> dict[str, Any]:
+    """Fan-out and fallback lateness with one process on a three-primary cluster (the million other keys spread
+    over its primaries), to set beside the same figures on one Redis."""
+    binary = cluster_binary()
+    if binary is None:
+        return {"skipped": "a Redis Cluster needs redis-server 7 or later"}
+    with EmbeddedCluster(binary) as cluster:
+        ours = await prepare_ours(cluster.url, f"sqlite:///{workdir}/cluster.db", connections)
+        server = ours.start()
+        async with running(server):
+            clients = await connect_many(Kind.OURS, ours.urls([server], connections))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
+                fan = await fan_out(clients, broadcast_booking(http, ours))
+            await close_many(clients)
+        fallback = await asyncio.to_thread(fallback_lateness, cluster.url, windows, other_keys)
+    return {"primaries": len(cluster.primaries), "fan_out": fan, "fallback_lateness": fallback}
+
+
+def broadcast_booking(http: httpx.AsyncClient, ours: Ours) -> Callable[[], Awaitable[None]]:
+    """A trigger for `fan_out`: one broadcast booking, offered to every connected mechanic."""
+
+    async def book() -> None:
+        body = {"session_type": "chat", "plan_code": "quick", "routing": "broadcast"}
+        (await http.post("/api/session-requests", json=body, headers=ours.customer())).raise_for_status()
+
+    return book
+
+
 @asynccontextmanager
 async def running(*servers: Server):  # type: ignore[no-untyped-def]
     try:
@@ -430,7 +461,7 @@ async def main() -> None:
     parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
     parser.add_argument(
         "--only",
-        choices=["bookings", "memory", "visibility", "routing"],
+        choices=["bookings", "memory", "visibility", "routing", "cluster"],
         help="run one phase and print its figures",
     )
     parser.add_argument("--targeted-offers", type=int, default=400, help="offers in the delivery-cost phase")
@@ -465,6 +496,10 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             print(json.dumps(await delivery_cost(workdir, args.targeted_offers), indent=2))
         return
+    if args.only == "cluster":
+        with tempfile.TemporaryDirectory() as workdir:
+            print(json.dumps(await cluster_phase(workdir, n, args.windows, args.other_keys), indent=2))
+        return
     if args.only == "bookings":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             print(json.dumps(await bookings_phase(redis.url, workdir, args.postgres, args.bookings), indent=2))
@@ -474,7 +509,7 @@ async def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "connections": n,
     }
-    steps = tqdm(total=9, desc="benchmarks")
+    steps = tqdm(total=10, desc="benchmarks")
     with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
         results["machine"]["redis"] = subprocess.run(
             [redis_binary(), "--version"], capture_output=True, text=True
@@ -490,12 +525,7 @@ async def main() -> None:
             memory["ours"] = await idle_memory(server, Kind.OURS, ours.urls([server], n))
             clients = await connect_many(Kind.OURS, ours.urls([server], n))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-
-                async def trigger_ours() -> None:
-                    body = {"session_type": "chat", "plan_code": "quick", "routing": "broadcast"}
-                    (await http.post("/api/session-requests", json=body, headers=ours.customer())).raise_for_status()
-
-                fan["ours"] = await fan_out(clients, trigger_ours)
+                fan["ours"] = await fan_out(clients, broadcast_booking(http, ours))
             beats["ours"] = await heartbeats(clients[: args.heartbeat_clients], args.seconds)
             await close_many(clients)
         steps.update(1)
@@ -541,12 +571,7 @@ async def main() -> None:
         async with running(first, second):
             clients = await connect_many(Kind.OURS, ours.urls([first, second], n))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
-
-                async def trigger_two() -> None:
-                    body = {"session_type": "chat", "plan_code": "quick", "routing": "broadcast"}
-                    (await http.post("/api/session-requests", json=body, headers=ours.customer())).raise_for_status()
-
-                fan["ours_two_processes"] = await fan_out(clients, trigger_two)
+                fan["ours_two_processes"] = await fan_out(clients, broadcast_booking(http, ours))
             await close_many(clients)
             results["visibility"] = await visibility_across(ours, first, second, args.transitions)
         steps.update(1)
@@ -578,6 +603,10 @@ async def main() -> None:
 
         # 7. Redis cost per targeted offer as processes grow, routed or to every process
         results["delivery_cost"] = await delivery_cost(workdir, args.targeted_offers)
+        steps.update(1)
+
+        # 8. fan-out and fallback lateness on a three-primary Redis Cluster
+        results["cluster"] = await cluster_phase(workdir, n, args.windows, args.other_keys)
         steps.update(1)
     steps.close()
     results.update(memory=memory, fan_out=fan, heartbeats=beats, status=status, fallback_lateness=fallback)
@@ -650,6 +679,29 @@ def _delivery_cost_lines(cost: dict[str, Any] | None) -> list[str]:
             f"{now['bytes_sent_per_offer'] / was['bytes_sent_per_offer']:.2f}× |"
         )
     return [*lines, ""]
+
+
+def _cluster_lines(cluster: dict[str, Any] | None, one_fan: dict[str, Any], one_fallback: dict[str, Any]) -> list[str]:
+    if not cluster:
+        return []
+    if "skipped" in cluster:
+        return [f"Redis Cluster: not measured ({cluster['skipped']}).", ""]
+    fan, fl = cluster["fan_out"], cluster["fallback_lateness"]
+    late = fl["million_keys"]["p99_ms"]
+    verdict = "met" if late <= 15 else "**missed**"
+    return [
+        f"On a {cluster['primaries']}-primary Redis Cluster (one process, same run), against one Redis:",
+        "",
+        "| | one Redis | cluster | cluster / one Redis |",
+        "|---|---|---|---|",
+        f"| Fan-out deliveries/s | {one_fan['deliveries_per_s']} | {fan['deliveries_per_s']} | "
+        f"{fan['deliveries_per_s'] / one_fan['deliveries_per_s']:.2f}× |",
+        f"| Fan-out p99 (ms) | {one_fan['p99_ms']} | {fan['p99_ms']} | |",
+        f"| Fallback lateness p99, empty (ms) | {one_fallback['empty']['p99_ms']} | {fl['empty']['p99_ms']} | |",
+        f"| Fallback lateness p99 beside {one_fallback['other_keys']:,} keys (ms) | "
+        f"{one_fallback['million_keys']['p99_ms']} | {late} | target ≤ 15 ms: {verdict} |",
+        "",
+    ]
 
 
 def redis_binary() -> str:
@@ -774,6 +826,7 @@ def render(r: dict[str, Any]) -> str:
         f"(target p99 ≤ 15 ms with the million keys: {'met' if fl['million_keys']['p99_ms'] <= 15 else '**missed**'}).",
         "",
         *_delivery_cost_lines(r.get("delivery_cost")),
+        *_cluster_lines(r.get("cluster"), fan["ours"], fl),
         "## Reading the numbers",
         "",
         "- Memory: the socket endpoint is a plain ASGI app and a socket costs one `Connection` (no task, no queue); "

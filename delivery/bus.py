@@ -1,17 +1,18 @@
 """Pub/sub for a process: what it publishes, and one connection per Redis node it listens on.
 
 Handlers are registered before `run()`, in three kinds:
-- `subscribe`: channels every process hears (classic pub/sub; on a cluster the cluster bus carries a message to
-  every node, so one node is listened to for them);
-- `subscribe_own`: this process's own channel, a shard channel (`SSUBSCRIBE`) on a cluster, listened to on the
-  primary owning its slot, so a message for this process touches one shard only;
+- `subscribe`: a channel published with `publish` (or, for a process's own delivery channel, by the presence
+  floor). On a cluster it is a shard channel (`SPUBLISH`/`SSUBSCRIBE`), heard on the primary owning its slot: a
+  message touches that one shard, never the whole cluster bus.
+- `subscribe_scripted`: a channel a Lua script publishes to (presence transitions). A script may only touch its
+  keys' slot, so it uses classic `PUBLISH`, which the cluster bus carries to every node: one node is listened to.
 - `subscribe_expired`: keyevent `expired` notifications. They are per node, so each primary is listened to, with
   notifications enabled on it first (and again on every reconnection: a restarted or newly promoted primary does
   not have them).
 
 On one Redis a single connection carries all three. On a cluster the topology is read again every
 `topology_refresh_s` and whenever a connection is lost: a primary added or promoted by a failover is listened to,
-one gone is dropped, the shared and own channels follow their node. Each connection reconnects with backoff, and
+one gone is dropped, each shard channel follows its slot's owner. Each connection reconnects with backoff, and
 whenever one comes back (or a new one starts after start-up) the `on_reconnect` hooks run, so what a gap may have
 lost is rebuilt.
 """
@@ -24,6 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.client import PubSub
@@ -57,8 +59,8 @@ class Bus:
         self._redis = redis
         self._topology_refresh_s = topology_refresh_s
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
-        self._shared: set[str] = set()
-        self._own: set[str] = set()
+        self._sharded: set[str] = set()
+        self._scripted: set[str] = set()
         self._reconnect_hooks: list[ReconnectHook] = []
         self._subscribed: set[Listening] = set()
         self._plan: frozenset[Listening] = frozenset()
@@ -73,11 +75,11 @@ class Bus:
         return isinstance(self._redis, RedisCluster)
 
     def subscribe(self, channel: str, handler: Handler) -> None:
-        self._shared.add(channel)
+        self._sharded.add(channel)
         self._handlers[channel].append(handler)
 
-    def subscribe_own(self, channel: str, handler: Handler) -> None:
-        self._own.add(channel)
+    def subscribe_scripted(self, channel: str, handler: Handler) -> None:
+        self._scripted.add(channel)
         self._handlers[channel].append(handler)
 
     def subscribe_expired(self, handler: Handler) -> None:
@@ -87,7 +89,10 @@ class Bus:
         self._reconnect_hooks.append(hook)
 
     async def publish(self, channel: str, message: str | bytes) -> None:
-        await self._redis.publish(channel, message)
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.spublish(channel, message)
+        else:
+            await self._redis.publish(channel, message)
 
     async def run(self) -> None:
         """Listen forever, following the cluster's topology; a handler's failure is logged and never stops it."""
@@ -117,18 +122,41 @@ class Bus:
     async def _make_plan(self) -> frozenset[Listening]:
         expired = frozenset({self._expired_channel} & set(self._handlers))
         if not isinstance(self._redis, RedisCluster):
-            channels = frozenset(self._shared | self._own) | expired
+            channels = frozenset(self._sharded | self._scripted) | expired
             return frozenset({Listening("", channels, needs_expiry_events=bool(expired))})
         await self._redis.initialize()
-        await self._redis.nodes_manager.initialize()
-        primaries = sorted(node.name for node in self._redis.get_primaries())
-        owners = {channel: node.name for channel in self._own if (node := self._redis.get_node_from_key(channel))}
+        ranges = await self._slot_ranges()
+        primaries = sorted(set(ranges.values()))
+        owners = {
+            channel: owner
+            for channel in self._sharded
+            for (first, last), owner in ranges.items()
+            if first <= self._redis.keyslot(channel) <= last
+        }
+        if set(primaries) != {node.name for node in self._redis.get_primaries()}:
+            # The client's own routing follows too (it would on its next MOVED reply anyway).
+            await self._redis.nodes_manager.initialize()
         plan = set()
         for name in primaries:
-            shared = frozenset(self._shared) if name == primaries[0] else frozenset()
-            own = frozenset(channel for channel, owner in owners.items() if owner == name)
-            plan.add(Listening(name, shared | expired, own, needs_expiry_events=bool(expired)))
+            scripted = frozenset(self._scripted) if name == primaries[0] else frozenset()
+            sharded = frozenset(channel for channel, owner in owners.items() if owner == name)
+            plan.add(Listening(name, scripted | expired, sharded, needs_expiry_events=bool(expired)))
         return frozenset(plan)
+
+    async def _slot_ranges(self) -> dict[tuple[int, int], str]:
+        """Slot range -> its primary, from the first node that answers `CLUSTER SLOTS`. A few small replies: cheaper
+        than redis-py's refresh, which rebuilds its map of all 16,384 slots in Python (milliseconds of a busy
+        loop, each second)."""
+        assert isinstance(self._redis, RedisCluster)
+        error: Exception = RedisError("no cluster node is known")
+        for node in self._redis.get_nodes():
+            try:
+                slots: dict[tuple[int, int], dict[str, Any]] = await self._redis.cluster_slots(target_nodes=node)  # type: ignore[assignment]
+            except (RedisError, OSError) as failed:
+                error = failed
+                continue
+            return {span: f"{where['primary'][0]}:{where['primary'][1]}" for span, where in slots.items()}
+        raise error
 
     def _update_is_subscribed(self) -> None:
         if self._plan and self._plan <= self._subscribed:

@@ -113,7 +113,7 @@ class Hub:
         self.process_id = uuid.uuid4().hex[:12]
         self._by_owner: dict[str, set[Connection]] = defaultdict(set)
         bus.subscribe(channel, self._on_envelope)
-        bus.subscribe_own(self._own_channel_prefix + self.process_id, self._on_envelope)
+        bus.subscribe(self._own_channel_prefix + self.process_id, self._on_envelope)
 
     @property
     def _own_channel_prefix(self) -> str:
