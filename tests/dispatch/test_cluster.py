@@ -39,7 +39,9 @@ from tests.dispatch.test_durability import (  # noqa: F401
 from tests.helpers import Harness, start_server
 from tests.presence.test_presence import (  # noqa: F401
     test_clean_close_is_offline_at_once_with_last_seen,
+    test_last_seen_survives_a_redis_wipe,
     test_silent_device_goes_offline_when_ttl_runs_out,
+    test_transitions_are_published,
 )
 
 
