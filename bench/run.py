@@ -839,8 +839,9 @@ def render(r: dict[str, Any]) -> str:
         "connection; the apps' sockets ack each offer, as the real apps do (an unacked priority offer is resent), "
         "so CPU per booking includes its ack. The bare booking server has no routing, window, event log or "
         "exactly-once: what a booking costs above it is those.",
-        "- Delivery cost: an envelope for named mechanics goes only to the processes holding their devices (one "
-        "script reads their devices and publishes to each such process), so the offer's bytes no longer grow with "
+        "- Delivery cost: an envelope for named mechanics goes only to the processes holding their devices (on one "
+        "Redis one script reads their routes and publishes to each such process; on a cluster a pipeline reads the "
+        "routes and another `SPUBLISH`es), so the offer's bytes no longer grow with "
         "the processes; what still grows is the keeper's note of each new deadline, which every process hears by "
         "design (any of them can close the window if the one that armed it dies). Routing costs two more Redis "
         "commands per offer (the script and its read), executed inside one round trip.",
