@@ -55,6 +55,7 @@ def connect(url: str, max_connections: int) -> RedisClient:
     """A client with bounded pools that waits for a free connection rather than failing when thousands of sockets
     connect at once, and that replaces a connection lost with a restarted server and retries the command."""
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+    retry_on_error: list[type[Exception]] = [RedisConnectionError, RedisTimeoutError]
     if is_cluster_url(url):
         nodes, username, password = cluster_nodes(url)
         return RedisCluster(
@@ -66,7 +67,7 @@ def connect(url: str, max_connections: int) -> RedisClient:
             decode_responses=True,
             health_check_interval=10,
             retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            retry_on_error=retry_on_error,
         )
     pool = BlockingConnectionPool.from_url(
         url,
@@ -75,7 +76,7 @@ def connect(url: str, max_connections: int) -> RedisClient:
         decode_responses=True,
         health_check_interval=10,
         retry=retry,
-        retry_on_error=[RedisConnectionError],
+        retry_on_error=retry_on_error,
     )
     return Redis(connection_pool=pool)
 

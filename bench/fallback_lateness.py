@@ -178,8 +178,14 @@ async def main() -> None:
         beside = await measure(url, args.requests)
         results["million_keys"] = summary(f"with {args.other_keys} other expiring keys", beside)
         if args.redis_url:
+            batch: list[str] = []
             async for key in redis.scan_iter(match=f"{filler}:*", count=10_000):
-                await redis.unlink(key)
+                batch.append(key)
+                if len(batch) == 10_000:
+                    await redis.unlink(*batch)  # one command per batch (per slot on a cluster), not per key
+                    batch = []
+            if batch:
+                await redis.unlink(*batch)
         await redis.aclose()
     print(json.dumps(results))
 

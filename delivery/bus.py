@@ -20,8 +20,8 @@ lost is rebuilt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from asyncio import FIRST_COMPLETED
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,10 +70,6 @@ class Bus:
         db = 0 if isinstance(redis, RedisCluster) else redis.connection_pool.connection_kwargs.get("db", 0)
         self._expired_channel = EXPIRED_CHANNEL.format(db=db)
 
-    @property
-    def is_cluster(self) -> bool:
-        return isinstance(self._redis, RedisCluster)
-
     def subscribe(self, channel: str, handler: Handler) -> None:
         self._sharded.add(channel)
         self._handlers[channel].append(handler)
@@ -110,10 +106,15 @@ class Bus:
                     listeners[listening] = asyncio.create_task(self._listen(listening, rejoining=self._started))
                 self._update_is_subscribed()
                 self._topology_changed.clear()
-                if not self.is_cluster:
-                    await asyncio.Event().wait()  # one Redis: one connection, which reconnects by itself
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._topology_changed.wait(), self._topology_refresh_s)
+                changed = asyncio.ensure_future(self._topology_changed.wait())
+                # One Redis has a fixed topology: its one connection reconnects by itself.
+                refresh = self._topology_refresh_s if isinstance(self._redis, RedisCluster) else None
+                done, _ = await asyncio.wait(
+                    {changed, *listeners.values()}, timeout=refresh, return_when=FIRST_COMPLETED
+                )
+                changed.cancel()
+                for task in done - {changed}:
+                    task.result()  # a listener ends only by an unexpected error: the supervisor logs it and restarts
         finally:
             for task in listeners.values():
                 task.cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 SHARDS = 64  # enough for the shards to spread evenly over the primaries of a cluster
 
@@ -19,20 +20,43 @@ def shard_of(mechanic_id: str) -> int:
     return zlib.crc32(mechanic_id.encode()) % SHARDS
 
 
+class MechanicKeys(NamedTuple):
+    """A mechanic's keys and their shard's indexes, in the order of the device scripts' KEYS."""
+
+    online: str
+    devices: str
+    routes: str
+    last_seen: str
+    last_seen_dirty: str
+    online_index: str
+
+
 @dataclass(frozen=True)
 class PresenceKeys:
     prefix: str
     _online_key: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_online_key", re.compile(rf"{re.escape(self.prefix)}:\{{p\d+\}}:online:(.+)\Z"))
+        object.__setattr__(self, "_tags", tuple(f"{self.prefix}:{{p{shard}}}" for shard in range(SHARDS)))
 
-    def _tagged(self, shard: int) -> str:
-        return f"{self.prefix}:{{p{shard}}}"
+    def of_mechanic(self, mechanic_id: str) -> MechanicKeys:
+        """Every key a device script touches, the shard hashed once (a heartbeat's keys)."""
+        shard = shard_of(mechanic_id)
+        tag = self._tags[shard]
+        return MechanicKeys(
+            f"{tag}:online:{mechanic_id}",
+            f"{tag}:devices:{mechanic_id}",
+            f"{tag}:routes:{mechanic_id}",
+            self.last_seen(shard),
+            self.last_seen_dirty(shard),
+            self.online_index(shard),
+        )
 
     def online(self, mechanic_id: str) -> str:
         """String key with a TTL: exists while any of the mechanic's devices heartbeats."""
-        return f"{self._tagged(shard_of(mechanic_id))}:online:{mechanic_id}"
+        return self.of_mechanic(mechanic_id).online
 
     def mechanic_of_online(self, key: str) -> str | None:
         """The mechanic whose online key this is, or None for any other key."""
@@ -41,25 +65,25 @@ class PresenceKeys:
 
     def devices(self, mechanic_id: str) -> str:
         """Sorted set of the mechanic's connection ids scored by their expiry (ms)."""
-        return f"{self._tagged(shard_of(mechanic_id))}:devices:{mechanic_id}"
+        return self.of_mechanic(mechanic_id).devices
 
     def routes(self, mechanic_id: str) -> str:
         """Hash process id -> expiry (ms) of the processes holding this mechanic's sockets: where envelopes for
         them are published. It outlives presence (ROUTE_TTLS presence TTLs), so a socket whose heartbeats run late
         still gets its frames; a dead process's entry expires on its own."""
-        return f"{self._tagged(shard_of(mechanic_id))}:routes:{mechanic_id}"
+        return self.of_mechanic(mechanic_id).routes
 
     def last_seen(self, shard: int) -> str:
         """Hash mechanic id -> last heartbeat (epoch ms) of the shard's mechanics; flushed to the database."""
-        return f"{self._tagged(shard)}:last_seen"
+        return f"{self._tags[shard]}:last_seen"
 
     def last_seen_dirty(self, shard: int) -> str:
         """Set of the shard's mechanic ids whose last_seen changed since the last flush."""
-        return f"{self._tagged(shard)}:last_seen:dirty"
+        return f"{self._tags[shard]}:last_seen:dirty"
 
     def online_index(self, shard: int) -> str:
         """Sorted set mechanic id -> presence expiry (ms) of the shard's mechanics: who is online, in one read."""
-        return f"{self._tagged(shard)}:online_index"
+        return f"{self._tags[shard]}:online_index"
 
     @property
     def transitions(self) -> str:

@@ -27,7 +27,7 @@ from base.redis_client import RedisClient, is_cluster
 from base.tables import mechanics
 from presence import scripts
 from presence.config import PresenceConfig
-from presence.keys import SHARDS, PresenceKeys, shard_of
+from presence.keys import SHARDS, PresenceKeys
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -62,15 +62,7 @@ class PresenceTracker:
         self._beats_in_flight = asyncio.Lock()
 
     def _device_keys(self, mechanic_id: str) -> list[str]:
-        k, shard = self.keys, shard_of(mechanic_id)
-        return [
-            k.online(mechanic_id),
-            k.devices(mechanic_id),
-            k.routes(mechanic_id),
-            k.last_seen(shard),
-            k.last_seen_dirty(shard),
-            k.online_index(shard),
-        ]
+        return list(self.keys.of_mechanic(mechanic_id))
 
     async def track(self, mechanic_id: str, connection_id: str) -> bool:
         """Register a device. True when this made the mechanic go online.
@@ -191,9 +183,10 @@ class PresenceTracker:
 
     async def forget(self, mechanic_id: str) -> None:
         """Drop every device of a deleted mechanic at once."""
+        keys = self.keys.of_mechanic(mechanic_id)
         async with self._redis.pipeline(transaction=True) as pipe:  # one slot: the keys share the shard's tag
-            pipe.delete(self.keys.online(mechanic_id), self.keys.devices(mechanic_id), self.keys.routes(mechanic_id))
-            pipe.zrem(self.keys.online_index(shard_of(mechanic_id)), mechanic_id)
+            pipe.delete(keys.online, keys.devices, keys.routes)
+            pipe.zrem(keys.online_index, mechanic_id)
             await pipe.execute()
         self.replica.forget(mechanic_id)
 
@@ -206,9 +199,9 @@ class PresenceTracker:
         mechanic_id = self.keys.mechanic_of_online(key)
         if mechanic_id is None:
             return
-        shard = shard_of(mechanic_id)
+        keys = self.keys.of_mechanic(mechanic_id)
         await self._expired(
-            keys=[key, self.keys.devices(mechanic_id), self.keys.online_index(shard), self.keys.last_seen(shard)],
+            keys=[keys.online, keys.devices, keys.online_index, keys.last_seen],
             args=[mechanic_id, now_ms(), self.keys.transitions],
         )
 
