@@ -6,38 +6,44 @@ Every script's KEYS share one hash slot (a mechanic's keys and their shard's ind
 
 from __future__ import annotations
 
-# KEYS[1] online key, KEYS[2] devices zset, KEYS[3] routes hash, KEYS[4] shard's last_seen hash, KEYS[5] shard's
-# dirty set, KEYS[6] shard's online index (zset mechanic id -> presence expiry, for reading who is online)
-# ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] presence TTL (ms), ARGV[5] route TTL (ms),
-# ARGV[6] transitions channel
+# Refreshes a batch of devices (every heartbeat of one flush, or one device connecting).
+# KEYS, six per device: online key, devices zset, routes hash, shard's last_seen hash, shard's dirty set, shard's
+# online index (zset mechanic id -> presence expiry, for reading who is online)
+# ARGV[1] now (ms), ARGV[2] presence TTL (ms), ARGV[3] route TTL (ms), ARGV[4] transitions channel, then two per
+# device: mechanic id, connection id
 # A connection id is `<process id>.<random>`: the routes hash keeps, per process holding the mechanic's sockets,
 # until when it does, for the delivery floor.
-# Returns 1 when this call made the mechanic go online (and published that transition), else 0.
+# Returns one flag per device: 1 when it made the mechanic go online (and published that transition), else 0.
+# One call for the batch instead of one per device is what keeps a heartbeat cheap for Redis and for the client.
 TOUCH = """
-local process = string.match(ARGV[2], '^([^.]+)%.')
-if process then
-  local route_ttl = tonumber(ARGV[5])
-  redis.call('HSET', KEYS[3], process, tonumber(ARGV[3]) + route_ttl)
-  redis.call('PEXPIRE', KEYS[3], route_ttl)
+local now, ttl, route_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local went_online = {}
+for device = 0, #KEYS / 6 - 1 do
+  local k, mechanic, connection = device * 6, ARGV[5 + device * 2], ARGV[6 + device * 2]
+  local process = string.match(connection, '^([^.]+)%.')
+  if process then
+    redis.call('HSET', KEYS[k + 3], process, now + route_ttl)
+    redis.call('PEXPIRE', KEYS[k + 3], route_ttl)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[k + 2], '-inf', ARGV[1])
+  local was_online = redis.call('EXISTS', KEYS[k + 1])
+  redis.call('SET', KEYS[k + 1], ARGV[1], 'PX', ttl)
+  redis.call('ZADD', KEYS[k + 2], now + ttl, connection)
+  -- The devices set outlives the online key so that a crash's expiry can still claim it (see EXPIRED).
+  redis.call('PEXPIRE', KEYS[k + 2], ttl * 2)
+  redis.call('HSET', KEYS[k + 4], mechanic, ARGV[1])
+  redis.call('SADD', KEYS[k + 5], mechanic)
+  redis.call('ZADD', KEYS[k + 6], now + ttl, mechanic)
+  went_online[device + 1] = 1 - was_online
+  if was_online == 0 then
+    redis.call('PUBLISH', ARGV[4], cjson.encode({mechanic_id = mechanic, is_online = true, at = now}))
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-local was_online = redis.call('EXISTS', KEYS[1])
-local ttl = tonumber(ARGV[4])
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ttl)
-redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + ttl, ARGV[2])
--- The devices set outlives the online key so that a crash's expiry can still claim it (see EXPIRED).
-redis.call('PEXPIRE', KEYS[2], ttl * 2)
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('ZADD', KEYS[6], tonumber(ARGV[3]) + ttl, ARGV[1])
-if was_online == 0 then
-  redis.call('PUBLISH', ARGV[6], cjson.encode({mechanic_id = ARGV[1], is_online = true, at = tonumber(ARGV[3])}))
-  return 1
-end
-return 0
+return went_online
 """
 
-# KEYS as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] transitions channel
+# KEYS: one device's six, as TOUCH. ARGV[1] mechanic id, ARGV[2] connection id, ARGV[3] now (ms), ARGV[4] transitions
+# channel
 # Removes one device; when none is left the mechanic is offline at once, and a process left with no device of
 # theirs leaves the routes. Returns 1 if this call took them offline.
 RELEASE = """

@@ -1,9 +1,9 @@
 """Presence in Redis: connect, heartbeat and release devices; read who is online and when they were last seen.
 
-A mechanic is online while any device heartbeats. Each heartbeat runs one Lua call that refreshes the online
-key's TTL and records last_seen in a Redis hash, never the database. Heartbeats arriving within
-`HEARTBEAT_BATCH_S` of each other share one pipeline (one round trip for all of them), which is what lets one
-process absorb tens of thousands a second. `flush_last_seen` persists the changed last_seen values in batches,
+A mechanic is online while any device heartbeats. A heartbeat refreshes the online key's TTL and records
+last_seen in a Redis hash, never the database. Heartbeats arriving within `HEARTBEAT_BATCH_S` of each other share
+one call of the TOUCH script (one round trip, one script run for all of them), which is what lets one process
+absorb tens of thousands a second. `flush_last_seen` persists the changed last_seen values in batches,
 so last_seen survives going offline and a Redis restart.
 """
 
@@ -27,7 +27,7 @@ from base.redis_client import RedisClient, is_cluster
 from base.tables import mechanics
 from presence import scripts
 from presence.config import PresenceConfig
-from presence.keys import SHARDS, PresenceKeys
+from presence.keys import SHARDS, MechanicKeys, PresenceKeys
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 ROUTE_TTLS = 3  # a route lasts this many presence TTLs after the last heartbeat
 
 FLUSH_BATCH = 1000
+TOUCH_BATCH = 500  # devices per script call: a call holds Redis for well under a millisecond
 HEARTBEAT_BATCH_S = 0.01
 
 
@@ -71,12 +72,10 @@ class PresenceTracker:
         transition's trip through pub/sub takes.
         """
         now = now_ms()
-        went_online = bool(
-            await self._touch(
-                keys=self._device_keys(mechanic_id),
-                args=[mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms, self.keys.transitions],
-            )
+        [flag] = await self._touch(
+            keys=self._device_keys(mechanic_id), args=[*self._touch_args(now), mechanic_id, connection_id]
         )
+        went_online = bool(flag)
         if went_online or not self.replica.is_online(mechanic_id):
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
         return went_online
@@ -106,23 +105,47 @@ class PresenceTracker:
             # Presence lapses only if heartbeats keep failing for a whole TTL.
             log.warning("dropped %d heartbeats: Redis unavailable (%s)", len(beats), error)
             return
-        for (connection_id, mechanic_id), revived in zip(beats.items(), went_online, strict=True):
-            if revived:
-                # The device's presence had lapsed while its socket stayed open: it is back, and whatever was
-                # offered meanwhile must reach it.
-                self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
-                for hook in self._revived_hooks:
-                    hook(mechanic_id, connection_id)
+        for connection_id, mechanic_id in went_online:
+            # The device's presence had lapsed while its socket stayed open: it is back, and whatever was
+            # offered meanwhile must reach it.
+            self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
+            for hook in self._revived_hooks:
+                hook(mechanic_id, connection_id)
 
-    async def _touch_all(self, beats: dict[str, str], now: int) -> list[bool]:
+    def _touch_args(self, now: int) -> list[Any]:
+        return [now, self._ttl_ms, self._route_ttl_ms, self.keys.transitions]
+
+    async def _touch_all(self, beats: dict[str, str], now: int) -> list[tuple[str, str]]:
+        """Refresh every (connection id, mechanic id) in `beats`; returns those whose mechanic this brought online.
+
+        One script call refreshes up to TOUCH_BATCH devices. On a cluster a call's keys must share a slot, so the
+        devices go in one call per shard.
+        """
+        groups: dict[str, list[tuple[str, str, MechanicKeys]]] = {}
+        for connection_id, mechanic_id in beats.items():
+            device_keys = self.keys.of_mechanic(mechanic_id)
+            group = device_keys.last_seen if self._is_cluster else ""  # a shard's keys share its slot
+            groups.setdefault(group, []).append((connection_id, mechanic_id, device_keys))
+        batches = [
+            devices[i : i + TOUCH_BATCH] for devices in groups.values() for i in range(0, len(devices), TOUCH_BATCH)
+        ]
         calls = [
             (
-                self._device_keys(mechanic_id),
-                [mechanic_id, connection_id, now, self._ttl_ms, self._route_ttl_ms, self.keys.transitions],
+                [key for _, _, device_keys in batch for key in device_keys],
+                [
+                    *self._touch_args(now),
+                    *(part for connection_id, mechanic_id, _ in batch for part in (mechanic_id, connection_id)),
+                ],
             )
-            for connection_id, mechanic_id in beats.items()
+            for batch in batches
         ]
-        return [bool(r) for r in await self._run_many(self._touch, calls)]
+        replies = await self._run_many(self._touch, calls)
+        return [
+            (connection_id, mechanic_id)
+            for batch, flags in zip(batches, replies, strict=True)
+            for (connection_id, mechanic_id, _), went_online in zip(batch, flags, strict=True)
+            if went_online
+        ]
 
     async def _run_many(self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """One pipeline of `EVALSHA`s (on a cluster, one per node, sent together). redis-py would send `SCRIPT

@@ -37,6 +37,9 @@ from tests.dispatch.test_durability import (  # noqa: F401
     test_three_processes_fall_back_once_and_accept_once,
 )
 from tests.helpers import Harness, start_server
+from tests.presence.test_heartbeat_batches import (  # noqa: F401
+    test_one_flush_refreshes_every_device_and_reports_each_revival_once,
+)
 from tests.presence.test_presence import (  # noqa: F401
     test_clean_close_is_offline_at_once_with_last_seen,
     test_last_seen_survives_a_redis_wipe,

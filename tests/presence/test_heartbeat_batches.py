@@ -1,0 +1,58 @@
+"""Heartbeats share script calls: one flush refreshes every device it holds, however many calls it takes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from base.clock import now_ms
+from base.redis_client import connect
+from presence import tracker as tracker_module
+from presence.config import PresenceConfig
+from presence.keys import PresenceKeys, shard_of
+from presence.tracker import HEARTBEAT_BATCH_S, PresenceTracker
+
+TTL_S = 30.0
+
+
+async def test_one_flush_refreshes_every_device_and_reports_each_revival_once(
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty devices over many shards, seven per script call: every online key, device and last_seen is
+    refreshed, and exactly the mechanics whose presence had lapsed are reported back online."""
+    monkeypatch.setattr(tracker_module, "TOUCH_BATCH", 7)
+    redis = connect(redis_url, max_connections=4)
+    tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S))
+    keys = PresenceKeys(key_prefix)
+    devices = {f"proc1.{n}": str(uuid.uuid4()) for n in range(40)}
+    assert len({shard_of(m) for m in devices.values()}) > 10
+    try:
+        for connection_id, mechanic_id in devices.items():
+            await tracker.track(mechanic_id, connection_id)
+        lapsed = dict(list(devices.items())[:5])
+        for mechanic_id in lapsed.values():
+            await redis.delete(keys.online(mechanic_id))
+        revived: list[tuple[str, str]] = []
+        tracker.on_revived(lambda mechanic_id, connection_id: revived.append((connection_id, mechanic_id)))
+        await asyncio.sleep(0.01)
+        before = now_ms()
+
+        for connection_id, mechanic_id in devices.items():
+            tracker.heartbeat(mechanic_id, connection_id)
+        await asyncio.sleep(HEARTBEAT_BATCH_S + 0.2)
+
+        assert sorted(revived) == sorted(lapsed.items())
+        for connection_id, mechanic_id in devices.items():
+            device_keys = keys.of_mechanic(mechanic_id)
+            assert int(await redis.get(device_keys.online)) >= before
+            assert await redis.pttl(device_keys.online) > (TTL_S - 5) * 1000
+            assert await redis.zscore(device_keys.devices, connection_id) >= before + TTL_S * 1000
+            assert int(await redis.hget(device_keys.last_seen, mechanic_id)) >= before
+            assert await redis.hget(device_keys.routes, "proc1") is not None
+    finally:
+        found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
+        for key in found:
+            await redis.delete(key)
+        await redis.aclose()
