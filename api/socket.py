@@ -24,7 +24,6 @@ from delivery.close_codes import CloseCode
 from delivery.hub import AsgiSend, Connection
 from dispatch import frames
 from dispatch.offers import hand_over
-from presence.metrics import HEARTBEATS
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,6 @@ class MechanicSocket:
         match frame:
             case frames.Heartbeat():
                 svc.presence.heartbeat(mechanic_id, connection.connection_id)
-                HEARTBEATS.inc()
                 connection.push(HEARTBEAT_ACK)
             case frames.Ack(offer_id=offer_id):
                 await svc.dispatcher.ack(mechanic_id, offer_id)

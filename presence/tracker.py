@@ -28,6 +28,7 @@ from base.tables import mechanics
 from presence import scripts
 from presence.config import PresenceConfig
 from presence.keys import SHARDS, MechanicKeys, PresenceKeys
+from presence.metrics import HEARTBEATS
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class PresenceTracker:
         self._pop_dirty = redis.register_script(scripts.POP_DIRTY)
         self._route = redis.register_script(scripts.ROUTE)
         self._pending_beats: dict[str, str] = {}  # connection id -> mechanic id
+        self._beats_received = 0  # since the last flush, which adds them to the counter (one increment, not one each)
         self._beat_flush: asyncio.Task[None] | None = None
         # A release waits for heartbeats already on their way to Redis, or one landing after it would bring a
         # closed device back to life until its TTL ran out.
@@ -87,12 +89,15 @@ class PresenceTracker:
     def heartbeat(self, mechanic_id: str, connection_id: str) -> None:
         """Refresh a device within HEARTBEAT_BATCH_S, in one pipeline with every other heartbeat meanwhile."""
         self._pending_beats[connection_id] = mechanic_id
+        self._beats_received += 1
         if self._beat_flush is None:
             self._beat_flush = asyncio.create_task(self._flush_heartbeats())
 
     async def _flush_heartbeats(self) -> None:
         await asyncio.sleep(HEARTBEAT_BATCH_S)
         self._beat_flush = None
+        HEARTBEATS.inc(self._beats_received)
+        self._beats_received = 0
         beats: dict[str, str] = {}
         try:
             async with self._beats_in_flight:
