@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 ROUTE_TTLS = 3  # a route lasts this many presence TTLs after the last heartbeat
 
 FLUSH_BATCH = 1000
+# Rows per last_seen UPDATE. Its CASE is compiled on the event loop, about 50 µs a row: a flush after thousands of
+# heartbeats in one statement held the loop for a quarter of a second (5,000 rows: 210 ms).
+LAST_SEEN_ROWS = 100
 TOUCH_BATCH = 500  # devices per script call: a call holds Redis for well under a millisecond
 HEARTBEAT_BATCH_S = 0.01
 
@@ -250,9 +253,12 @@ class PresenceTracker:
             seen = {
                 flat[i]: from_ms(int(flat[i + 1])) for flat in popped for i in range(0, len(flat), 2) if flat[i + 1]
             }
-            if seen:
-                await database.execute(_advance_last_seen(seen, database.url.dialect))
-                written += len(seen)
+            rows = list(seen.items())
+            for start in range(0, len(rows), LAST_SEEN_ROWS):
+                await database.execute(
+                    _advance_last_seen(dict(rows[start : start + LAST_SEEN_ROWS]), database.url.dialect)
+                )
+            written += len(rows)
             # A shard that gave a whole batch may hold more.
             shards = [s for s, flat in zip(shards, popped, strict=True) if len(flat) >= 2 * FLUSH_BATCH]
         return written

@@ -1,4 +1,5 @@
-"""Heartbeats share script calls: one flush refreshes every device it holds, however many calls it takes."""
+"""Heartbeats share script calls and last_seen shares statements: one flush refreshes every device it holds, and
+one last_seen flush persists every change, however many calls or statements each takes."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import asyncio
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
-from base.clock import now_ms
+from api.database import open_database
+from base.clock import as_utc, from_ms, now_ms, utc_now
 from base.redis_client import connect
+from base.tables import mechanics
 from presence import tracker as tracker_module
 from presence.config import PresenceConfig
 from presence.keys import PresenceKeys, shard_of
@@ -56,3 +60,39 @@ async def test_one_flush_refreshes_every_device_and_reports_each_revival_once(
         for key in found:
             await redis.delete(key)
         await redis.aclose()
+
+
+async def test_one_last_seen_flush_persists_every_change_in_several_statements(
+    redis_url: str, key_prefix: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty mechanics seen, seven rows per UPDATE: every last_seen reaches the database, and a second flush
+    finds nothing left to write."""
+    monkeypatch.setattr(tracker_module, "LAST_SEEN_ROWS", 7)
+    database = open_database(database_url)
+    await database.connect()
+    redis = connect(redis_url, max_connections=4)
+    tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S))
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    try:
+        rows = [
+            {"id": i, "name": f"M{n}", "provider_type": "independent", "created_at": utc_now()}
+            for n, i in enumerate(ids)
+        ]
+        await database.execute(sa.insert(mechanics).values(rows))
+        for n, mechanic_id in enumerate(ids):
+            await tracker.track(mechanic_id, f"proc1.{n}")
+        seen = {m: int(await redis.hget(PresenceKeys(key_prefix).of_mechanic(m).last_seen, m)) for m in ids}
+
+        assert await tracker.flush_last_seen(database) == len(ids)
+        assert await tracker.flush_last_seen(database) == 0
+
+        stored = await database.fetch_all(
+            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(ids))
+        )
+        assert {str(row.id): as_utc(row.last_seen_at) for row in stored} == {m: from_ms(ms) for m, ms in seen.items()}
+    finally:
+        found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
+        for key in found:
+            await redis.delete(key)
+        await redis.aclose()
+        await database.disconnect()
