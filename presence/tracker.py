@@ -39,7 +39,7 @@ FLUSH_BATCH = 1000
 # Rows per last_seen UPDATE. Its CASE is compiled on the event loop, about 50 µs a row: a flush after thousands of
 # heartbeats in one statement held the loop for a quarter of a second (5,000 rows: 210 ms).
 LAST_SEEN_ROWS = 100
-TOUCH_BATCH = 500  # devices per script call: a call holds Redis for well under a millisecond
+TOUCH_BATCH = 500  # devices per script call: bounds how long one call holds Redis (a few milliseconds)
 HEARTBEAT_BATCH_S = 0.01
 
 
@@ -90,7 +90,7 @@ class PresenceTracker:
         self._revived_hooks.append(hook)
 
     def heartbeat(self, mechanic_id: str, connection_id: str) -> None:
-        """Refresh a device within HEARTBEAT_BATCH_S, in one pipeline with every other heartbeat meanwhile."""
+        """Refresh a device within HEARTBEAT_BATCH_S, in one script call with every other heartbeat meanwhile."""
         self._pending_beats[connection_id] = mechanic_id
         self._beats_received += 1
         if self._beat_flush is None:
