@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -167,8 +168,8 @@ async def main() -> None:
     parser.add_argument("--other-keys", type=int, default=1_000_000)
     parser.add_argument("--redis-url", default=None)
     args = parser.parse_args()
-    with EmbeddedRedis() as embedded:
-        url = args.redis_url or embedded.url
+    with ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(EmbeddedRedis()).url  # a Redis of its own only when none is named
         redis = connect_redis(url, max_connections=16)
         results = {"empty": summary("fallback lateness, no other keys", await measure(url, args.requests))}
         filler = f"bench-filler-{uuid.uuid4().hex[:8]}"

@@ -250,15 +250,13 @@ class PresenceTracker:
         while shards:
             calls = [([self.keys.last_seen_dirty(s), self.keys.last_seen(s)], [FLUSH_BATCH]) for s in shards]
             popped = await self._run_many(self._pop_dirty, calls)
-            seen = {
-                flat[i]: from_ms(int(flat[i + 1])) for flat in popped for i in range(0, len(flat), 2) if flat[i + 1]
-            }
-            rows = list(seen.items())
-            for start in range(0, len(rows), LAST_SEEN_ROWS):
-                await database.execute(
-                    _advance_last_seen(dict(rows[start : start + LAST_SEEN_ROWS]), database.url.dialect)
-                )
-            written += len(rows)
+            seen = [
+                (flat[i], from_ms(int(flat[i + 1]))) for flat in popped for i in range(0, len(flat), 2) if flat[i + 1]
+            ]
+            for start in range(0, len(seen), LAST_SEEN_ROWS):
+                rows = dict(seen[start : start + LAST_SEEN_ROWS])
+                await database.execute(_advance_last_seen(rows, database.url.dialect))
+            written += len(seen)
             # A shard that gave a whole batch may hold more.
             shards = [s for s, flat in zip(shards, popped, strict=True) if len(flat) >= 2 * FLUSH_BATCH]
         return written
