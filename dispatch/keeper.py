@@ -5,8 +5,10 @@ TTLs that can be minutes late. So the database holds each deadline, and every pr
 
 1. A deadline armed here (a booking, an offer marked sent, a resend) is scheduled at once from memory, and sent
    to the other processes in a note on the `deadlines` channel, which schedule it the same way: no database
-   read per booking. Every `IDLE_POLL_S` the keeper also reads the database for deadlines in the next
-   `HORIZON_S` seconds, a safety net for lost notes and restarts that costs no queries to speak of.
+   read per booking. A deadline met here (an ack, an accept, a fallback, a cancel) is dropped the same way, in
+   the same notes, so that an acked offer costs no process a database write at its ack deadline. Every
+   `IDLE_POLL_S` the keeper also reads the database for deadlines in the next `HORIZON_S` seconds, a safety
+   net for lost notes and restarts that costs no queries to speak of.
 2. At a window's deadline the timer calls `fall_back` once; the database lets one process win. A window's key
    `expired` event is acted on only by a process that holds no timer for it (it armed the window after this
    process last read), so in the common case each process tries a fallback once, not twice.
@@ -31,7 +33,7 @@ from typing import Any
 from base.clock import utc_now
 from delivery.bus import Bus
 from dispatch.models import FallbackReason
-from dispatch.requests import Deadline
+from dispatch.requests import Clock, Deadline
 from dispatch.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class DeadlineKeeper:
         self._bus = bus
         self._channel = channel
         self._scheduled: set[tuple[str, str, int, int]] = set()
+        self._asleep: dict[Clock, dict[int, asyncio.Task[None]]] = {}  # timers not yet due, by resends
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_poll = 0.0  # loop time of the next safety-net read of the database
         self._signature = uuid.uuid4().hex  # this process's notes, which it need not hear back
@@ -68,13 +71,15 @@ class DeadlineKeeper:
         while True:
             changed_here.clear()
             armed, self._dispatcher.armed = self._dispatcher.armed, []
-            if armed:
+            met, self._dispatcher.met = self._dispatcher.met, []
+            if armed or met:
                 for deadline in armed:
                     self._schedule(deadline)
+                self._drop(met)
                 try:
-                    await self._bus.publish(self._channel, self._note(armed))
+                    await self._bus.publish(self._channel, self._note(armed, met))
                 except Exception:
-                    log.exception("could not tell other processes of new deadlines (their next poll finds them)")
+                    log.exception("could not tell other processes of deadlines armed or met (their polls find them)")
             if loop.time() >= self._next_poll:
                 self._next_poll = loop.time() + IDLE_POLL_S
                 try:
@@ -85,8 +90,8 @@ class DeadlineKeeper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed_here.wait(), max(0.0, self._next_poll - loop.time()))
 
-    def _note(self, deadlines: list[Deadline]) -> str:
-        return json.dumps({"from": self._signature, "deadlines": [astuple(d) for d in deadlines]})
+    def _note(self, armed: list[Deadline], met: list[Clock]) -> str:
+        return json.dumps({"from": self._signature, "deadlines": [astuple(d) for d in armed], "met": met})
 
     async def _on_note(self, data: str) -> None:
         try:
@@ -94,11 +99,13 @@ class DeadlineKeeper:
             if note["from"] == self._signature:
                 return
             deadlines = [Deadline(str(k), str(r), int(a), int(n), float(d)) for k, r, a, n, d in note["deadlines"]]
+            met = [(str(k), str(r), int(a)) for k, r, a in note.get("met", ())]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed deadline note: %.200r", data)
             return
         for deadline in deadlines:
             self._schedule(deadline)
+        self._drop(met)
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
@@ -115,14 +122,22 @@ class DeadlineKeeper:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._asleep.setdefault(deadline.clock, {})[deadline.resends] = task
+
+    def _drop(self, met: list[Clock]) -> None:
+        """Cancel the timers of deadlines met before they fell due (a timer already acting is left to finish)."""
+        for clock in met:
+            for task in self._asleep.pop(clock, {}).values():
+                task.cancel()
 
     async def _fire(self, token: tuple[str, str, int, int], due_epoch: float) -> None:
-        kind, request_id, attempt, _ = token
+        kind, request_id, attempt, resends = token
         try:
             # Timers may wake up to a millisecond early (uvloop counts whole milliseconds, on the monotonic clock),
             # and the database compares `deadline <= now` on the wall clock: never act before the deadline.
             while (remaining_s := due_epoch - utc_now().timestamp()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
                 await asyncio.sleep(remaining_s)
+            self._wake((kind, request_id, attempt), resends)
             if kind == "window":
                 await self._close_window(request_id, attempt)
             else:
@@ -131,6 +146,12 @@ class DeadlineKeeper:
             log.exception("deadline %s for %s failed; the next poll retries it", kind, request_id)
         finally:
             self._scheduled.discard(token)
+
+    def _wake(self, clock: Clock, resends: int) -> None:
+        timers = self._asleep.get(clock, {})
+        timers.pop(resends, None)
+        if not timers:
+            self._asleep.pop(clock, None)
 
     async def _close_window(self, request_id: str, attempt: int) -> None:
         await self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW)

@@ -35,6 +35,10 @@ _OVERDUE = sa.select(sr.c.id).where(sr.c.id == param("request_id"), *OVERDUE)
 OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
 
 
+Clock = tuple[str, str, int]
+"""A deadline's kind, request and attempt: what stops it, whatever its due time and resends."""
+
+
 @dataclass(frozen=True)
 class Deadline:
     kind: str  # "window" or "ack"
@@ -42,6 +46,10 @@ class Deadline:
     attempt: int
     resends: int
     due_epoch: float
+
+    @property
+    def clock(self) -> Clock:
+        return (self.kind, self.request_id, self.attempt)
 
 
 class Requests:

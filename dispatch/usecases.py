@@ -74,7 +74,7 @@ from dispatch.models import (
 )
 from dispatch.offers import Greeting, Offers, assigned_frame, offer_frame
 from dispatch.pushes import Pushes
-from dispatch.requests import Deadline, Requests, sr
+from dispatch.requests import Clock, Deadline, Requests, sr
 from dispatch.windows import Windows
 from dispatch.workshops import Workshop, Workshops
 from presence.tracker import PresenceTracker
@@ -109,9 +109,11 @@ class Dispatcher:
         self._pushes = pushes
         self._rules = rules
         self.config = config
-        # Deadlines armed here, and an event set with each: the keeper schedules them at once, from memory, and
-        # tells the other processes (no database read per booking).
+        # Deadlines armed here and deadlines met here, and an event set with each: the keeper schedules or drops
+        # them at once, from memory, and tells the other processes (no database read per booking, no write at
+        # the deadline of an offer already acked).
         self.armed: list[Deadline] = []
+        self.met: list[Clock] = []
         self.deadlines_changed = asyncio.Event()
 
     # Booking
@@ -279,6 +281,11 @@ class Dispatcher:
             self.armed.append(Deadline("ack", request.id, request.attempt, request.offer_resends, due))
         self.deadlines_changed.set()
 
+    def _meeting(self, request_id: str, attempt: int, *kinds: str) -> None:
+        """Tell the keeper these deadlines of this attempt no longer need a timer."""
+        self.met += [(kind, request_id, attempt) for kind in kinds]
+        self.deadlines_changed.set()
+
     # Offers answered
 
     async def ack(self, mechanic_id: str, offer: str) -> None:
@@ -292,7 +299,8 @@ class Dispatcher:
             return
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
         values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
-        await self.requests.apply(ACK, {**values, "now": utc_now()})
+        if await self.requests.apply(ACK, {**values, "now": utc_now()}) is not None:
+            self._meeting(request_id, attempt, "ack")
 
     async def resend_or_fall_back(self, request_id: str, attempt: int) -> None:
         """The priority offer's ack is overdue: resend it, or after `offer_resends` resends fall back."""
@@ -331,6 +339,8 @@ class Dispatcher:
             TIME_TO_ACCEPT.labels(routing_type=request.routing_type).observe(
                 (request.accepted_at - request.created_at).total_seconds()
             )
+        if request.priority_deadline is not None:
+            self._meeting(request_id, attempt, "window", "ack")
         await self.windows.close(request_id)
         await self._offers.tell(mechanic_id, frames.Accepted(request_id=request_id))
         await self._offers.revoke(request_id, RevokeReason.TAKEN, but=mechanic_id)
@@ -390,6 +400,7 @@ class Dispatcher:
         FALLBACKS.labels(reason=reason.value).inc()
         if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
             FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
+        self._meeting(request_id, attempt, "window", "ack")
         await self.windows.close(request_id, attempt)
         if reason is not FallbackReason.DECLINED and (audience := await self.audience(request)):
             await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
@@ -435,6 +446,8 @@ class Dispatcher:
         request = await self.requests.apply(CANCEL, {"request_id": found.id, "now": utc_now()})
         if request is None:
             raise RequestNotCancellable()
+        if request.priority_deadline is not None:
+            self._meeting(request.id, request.attempt, "window", "ack")
         await self.windows.close(request.id)
         await self._offers.revoke(request.id, RevokeReason.CANCELLED)
         return request
