@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import asyncpg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from databases import Database, DatabaseURL
@@ -105,9 +106,16 @@ class _CachingPostgresConnection(PostgresConnection):
         )
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """A pool's reset for a server that leaves no session state behind: no `SET`, no `LISTEN`, no cursor held open
+    across calls, no advisory lock (asyncpg has already rolled back any open transaction when this runs).
+    asyncpg's default reset sends `RESET ALL; UNLISTEN *; CLOSE ALL; …` on every release: one round trip more
+    for every statement, a third of a booking's database time."""
+
+
 class CachingPostgresBackend(PostgresBackend):
     def __init__(self, database_url: DatabaseURL | str, **options: Any) -> None:
-        super().__init__(database_url, **options)
+        super().__init__(database_url, **{"reset": keep_session, **options})
         self.statements = StatementCache()
 
     def connection(self) -> _CachingPostgresConnection:

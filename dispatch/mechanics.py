@@ -1,11 +1,14 @@
 """The mechanics registry: who can be booked. Deleting is soft, so history keeps its names.
 
 Live mechanics are cached per process for `CACHE_TTL_S` (the status endpoint reads them on every poll); a delete
-or a move between workshops is announced on a Redis channel so every process drops its copy at once.
+or a move between workshops is announced on a Redis channel so every process drops its copy at once. A mechanic
+missing from the cache is read once however many callers miss it together: when a polled entry expires, every
+poll in flight would otherwise query the database for it at the same moment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -62,14 +65,16 @@ class Mechanics:
         self._bus = bus
         self._channel = channel
         self._cache: dict[str, tuple[Mechanic, float]] = {}
+        self._reading: dict[str, asyncio.Task[dict[str, Mechanic]]] = {}  # reads in flight, by the ids they read
         bus.subscribe(channel, self._forget)
 
     async def _forget(self, mechanic_id: str) -> None:
         self._cache.pop(mechanic_id, None)
+        self._reading.pop(mechanic_id, None)  # a read in flight may predate the change: it must not be cached
 
     async def changed(self, mechanic_id: str) -> None:
         """Every process, this one first, drops its copy of a mechanic whose row changed."""
-        self._cache.pop(mechanic_id, None)
+        await self._forget(mechanic_id)
         await self._bus.publish(self._channel, mechanic_id)
 
     async def workshop_of(self, mechanic_id: str) -> str | None:
@@ -106,16 +111,44 @@ class Mechanics:
         if missing:
             if len(self._cache) > CACHE_LIMIT:
                 self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-            if len(missing) == 1:  # the common miss (a booking's favorite, an app connecting): compiled once
-                rows = await self._db.fetch_all(Prepared(_LIVE_BY_ID, {"mechanic_id": next(iter(missing))}))
-            else:
-                rows = await self._db.fetch_all(
-                    sa.select(mechanics).where(mechanics.c.id.in_(list(missing)), mechanics.c.deleted_at.is_(None))
-                )
-            for mechanic in map(_mechanic, rows):
-                self._cache[mechanic.id] = (mechanic, now + CACHE_TTL_S)
-                found.append(mechanic)
+            found += await self._read(missing)
         return found
+
+    async def _read(self, missing: set[str]) -> list[Mechanic]:
+        """Join the reads in flight for some of `missing`, start one read for the rest."""
+        unread = [i for i in missing if i not in self._reading]
+        if unread:
+            read = asyncio.create_task(self._load(unread))
+            for mechanic_id in unread:
+                self._reading[mechanic_id] = read
+            read.add_done_callback(lambda done: self._read_done(unread, done))
+        reads = {self._reading[i] for i in missing}
+        loaded: dict[str, Mechanic] = {}
+        for mechanics_read in await asyncio.gather(*map(asyncio.shield, reads)):  # a caller gone stops no one else
+            loaded.update(mechanics_read)
+        return [loaded[i] for i in missing if i in loaded]
+
+    async def _load(self, mechanic_ids: list[str]) -> dict[str, Mechanic]:
+        if len(mechanic_ids) == 1:  # the common miss (a booking's favorite, an app connecting): compiled once
+            rows = await self._db.fetch_all(Prepared(_LIVE_BY_ID, {"mechanic_id": mechanic_ids[0]}))
+        else:
+            rows = await self._db.fetch_all(
+                sa.select(mechanics).where(mechanics.c.id.in_(mechanic_ids), mechanics.c.deleted_at.is_(None))
+            )
+        expires = time.monotonic() + CACHE_TTL_S
+        this_read = asyncio.current_task()
+        loaded = {m.id: m for m in map(_mechanic, rows)}
+        for mechanic in loaded.values():
+            if self._reading.get(mechanic.id) is this_read:  # not changed meanwhile
+                self._cache[mechanic.id] = (mechanic, expires)
+        return loaded
+
+    def _read_done(self, mechanic_ids: list[str], read: asyncio.Task[dict[str, Mechanic]]) -> None:
+        for mechanic_id in mechanic_ids:
+            if self._reading.get(mechanic_id) is read:
+                del self._reading[mechanic_id]
+        if not read.cancelled():
+            read.exception()  # its callers got it; retrieved here too, in case every caller had gone
 
     async def names(self, mechanic_ids: list[str]) -> dict[str, str]:
         """Names by id, deleted mechanics included (a request's history keeps its names): live ones from the

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +14,7 @@ from redis.asyncio import Redis
 from api.runtime import Services, open_services
 from api.settings import Settings
 from base.errors import NotYourRequest, OfferUnavailable
+from base.tables import mechanics
 from dispatch.booking import NewRequest
 from dispatch.frames import Assigned, Offer
 from dispatch.mechanics import ProviderType
@@ -126,3 +129,87 @@ async def test_each_statement_shape_is_compiled_once(services: Services) -> None
     assert len(backend.statements._by_shape) == shapes  # type: ignore[attr-defined]
     assert second.id != first.id and second.session_type == "chat"
     assert (await services.dispatcher.requests.get(second.id)).session_type == "chat"
+
+
+async def test_an_acked_offer_costs_no_process_a_call_at_its_ack_deadline(
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process holds a timer for each ack deadline (armed in one, sent to the others); an ack drops them all,
+    so that at the deadline no process goes to the database to find out that nothing is to be done."""
+    processes = [await open_services(settings), await open_services(settings)]
+    overdue_calls: list[str] = []
+    for services in processes:
+        resend_or_fall_back = services.dispatcher.resend_or_fall_back
+
+        async def counted(request_id: str, attempt: int, call: Any = resend_or_fall_back) -> None:
+            overdue_calls.append(request_id)
+            await call(request_id, attempt)
+
+        monkeypatch.setattr(services.dispatcher, "resend_or_fall_back", counted)
+    running = [asyncio.create_task(task()) for s in processes for task in (s.bus.run, s.keeper.run)]
+    try:
+        for services in processes:
+            await asyncio.wait_for(services.bus.is_subscribed.wait(), 10)
+        first = processes[0]
+        sam = await first.mechanics.create("Sam", ProviderType.INDEPENDENT)
+        acked, unacked = [
+            await first.dispatcher.book(
+                _booking(str(uuid.uuid4()), routing="notify_and_wait", preferred_mechanic_id=sam.id)
+            )
+            for _ in range(2)
+        ]
+        greetings = await first.dispatcher.greet(sam.id)  # delivers both offers: their ack clocks start
+        offers = {g.frame.request_id: g.frame.offer_id for g in greetings if isinstance(g.frame, Offer)}
+        await asyncio.sleep(0.1)  # the other process hears of the deadlines
+        await first.dispatcher.ack(sam.id, offers[acked.id])
+        await asyncio.sleep(settings.offer_ack_timeout_s + 0.5)
+        # Only the unacked offer's deadline was acted on (in each process; the database let one resend it).
+        assert acked.id not in overdue_calls and overdue_calls.count(unacked.id) >= 2
+        assert (await _kinds(first, unacked.id)).count("resent") >= 1
+        assert (await _kinds(first, acked.id)).count("resent") == 0
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for services in processes:
+            await services.keeper.stop()
+            await services.database.disconnect()
+            await services.redis.aclose()
+
+
+async def test_callers_missing_one_mechanic_together_share_one_read(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty status polls in flight when a mechanic's cache entry expires make one database read, not fifty; a
+    change announced while a read is in flight is not undone by that read's result."""
+    sam = await services.mechanics.create("Sam", ProviderType.INDEPENDENT)
+    alex = await services.mechanics.create("Alex", ProviderType.INDEPENDENT)
+    database = services.mechanics._db
+    fetch_all = database.fetch_all
+    reads: list[object] = []
+    answered, slow_answer = asyncio.Event(), asyncio.Event()
+    slow_answer.set()
+
+    async def counted(query: Any, values: Any = None) -> Any:
+        reads.append(query)
+        rows = await fetch_all(query, values)
+        answered.set()
+        await slow_answer.wait()
+        return rows
+
+    monkeypatch.setattr(database, "fetch_all", counted)
+    polls = await asyncio.gather(*(services.mechanics.get(sam.id) for _ in range(50)))
+    assert {m.name for m in polls} == {"Sam"} and len(reads) == 1
+    both = await asyncio.gather(*(services.mechanics.get_many([sam.id, alex.id]) for _ in range(20)))
+    assert all(sorted(m.name for m in found) == ["Alex", "Sam"] for found in both) and len(reads) == 2
+
+    await services.mechanics.changed(alex.id)
+    answered.clear()
+    slow_answer.clear()
+    in_flight = asyncio.create_task(services.mechanics.get(alex.id))
+    await answered.wait()  # the database has answered "Alex"; the answer is on its way
+    await services.database.execute(mechanics.update().where(mechanics.c.id == alex.id).values(name="Alexa"))
+    await services.mechanics.changed(alex.id)
+    slow_answer.set()
+    assert (await in_flight).name == "Alex"  # it raced the rename and read first: fair
+    assert (await services.mechanics.get(alex.id)).name == "Alexa"  # but the cache kept no stale copy
