@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -30,17 +31,27 @@ class Plans:
         self._db = database
         self._active: dict[str, Plan] = {}
         self._fresh_until = 0.0
+        self._reading: asyncio.Task[None] | None = None
 
     async def get(self, code: str) -> Plan:
         """An active plan, or InvalidInput naming the ones that exist."""
         if time.monotonic() >= self._fresh_until:
-            rows = await self._db.fetch_all(sa.select(plans).where(plans.c.active.is_(True)))
-            self._active = {
-                r["code"]: Plan(code=r["code"], name=r["name"], amount_cents=r["amount_cents"], currency=r["currency"])
-                for r in rows
-            }
-            self._fresh_until = time.monotonic() + CACHE_TTL_S
+            # One read for every booking that finds the copy expired (a burst would otherwise send one each).
+            if self._reading is None:
+                self._reading = asyncio.create_task(self._read())
+            await asyncio.shield(self._reading)
         plan = self._active.get(code)
         if plan is None:
             raise InvalidInput(f"plan_code must be one of: {', '.join(sorted(self._active))}.")
         return plan
+
+    async def _read(self) -> None:
+        try:
+            rows = await self._db.fetch_all(sa.select(plans).where(plans.c.active.is_(True)))
+        finally:
+            self._reading = None
+        self._active = {
+            r["code"]: Plan(code=r["code"], name=r["name"], amount_cents=r["amount_cents"], currency=r["currency"])
+            for r in rows
+        }
+        self._fresh_until = time.monotonic() + CACHE_TTL_S

@@ -189,27 +189,31 @@ class Dispatcher:
     async def start_routing(self, request: SessionRequest) -> None:
         """Send a stored request's first offers and arm its window. Safe to skip if the process dies first: the
         keeper closes the window from the database, and devices that connect are greeted with open offers."""
-        if request.phase is Phase.PRIORITY:
-            self._arming(request)
-            if not await self.windows.arm(request):
-                await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
-                return
-            audience = await self.audience(request)
-            if request.priority_notified_at is not None:
-                OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
-                await self._offers.priority(request, to=audience)
-            elif self._any_online(audience):
-                # The favorite came online between the routing decision and the insert, possibly after their
-                # device's greeting read the database: offer now (marking it sent is exactly-once).
-                offered = await self._mark_offered(request)
-                if offered is not None:
-                    await self._offers.priority(offered, to=audience)
-            else:
-                # Notify & wait: no socket reaches the favorite, a push to their devices may.
-                self._pushes.notify_later(request, audience)
-        else:
+        if request.phase is not Phase.PRIORITY:
             OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
             await self._offers.broadcast(request, ())
+            return
+        self._arming(request)
+        audience = await self.audience(request)
+        offered_in_the_insert = request.priority_notified_at is not None
+        if offered_in_the_insert:
+            # The offer before the window's key: the favorite is waiting for one, no one for the other.
+            OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
+            await self._offers.priority(request, to=audience)
+        if not await self.windows.arm(request):
+            await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
+            return
+        if offered_in_the_insert:
+            return
+        if self._any_online(audience):
+            # The favorite came online between the routing decision and the insert, possibly after their device's
+            # greeting read the database: offer now (marking it sent is exactly-once).
+            offered = await self._mark_offered(request)
+            if offered is not None:
+                await self._offers.priority(offered, to=audience)
+        else:
+            # Notify & wait: no socket reaches the favorite, a push to their devices may.
+            self._pushes.notify_later(request, audience)
 
     async def rearm_windows(self) -> int:
         """Rebuild every open window key from the database (start-up, or Redis lost its keys); returns the count.

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from api.runtime import Services, open_services
 from api.settings import Settings
-from base.errors import NotYourRequest, OfferUnavailable
+from base.errors import InvalidInput, NotYourRequest, OfferUnavailable
 from base.tables import mechanics
 from dispatch.booking import NewRequest
 from dispatch.frames import Assigned, Offer
@@ -213,3 +213,24 @@ async def test_callers_missing_one_mechanic_together_share_one_read(
     slow_answer.set()
     assert (await in_flight).name == "Alex"  # it raced the rename and read first: fair
     assert (await services.mechanics.get(alex.id)).name == "Alexa"  # but the cache kept no stale copy
+
+
+async def test_bookings_finding_the_plans_expired_share_one_read(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = services.plans._db
+    fetch_all = database.fetch_all
+    reads: list[object] = []
+
+    async def counted(query: Any, values: Any = None) -> Any:
+        reads.append(query)
+        return await fetch_all(query, values)
+
+    monkeypatch.setattr(database, "fetch_all", counted)
+    for _ in range(2):  # the first read at start, then one again when the copy has expired
+        found = await asyncio.gather(*(services.plans.get("quick") for _ in range(30)))
+        assert {plan.code for plan in found} == {"quick"}
+        monkeypatch.setattr(services.plans, "_fresh_until", 0.0)
+    assert len(reads) == 2
+    with pytest.raises(InvalidInput):
+        await services.plans.get("no-such-plan")
