@@ -4,6 +4,7 @@ starts, serves, then stops them in reverse order."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -109,6 +110,15 @@ async def _every(period_s: float, what: str, step: Callable[[], Awaitable[object
             log.warning("%s skipped, Redis unreachable (%s)", what, error)
 
 
+@functools.cache  # once per process: a test process starts many apps, and must not freeze what its tests left
+def _freeze_start_up_objects() -> None:
+    """What start-up built (modules, classes, settings, the replica) lives as long as the process: moved out of the
+    collector's generations, it is not traversed again by every full collection, each of which would otherwise stop
+    every socket of this process for tens of milliseconds more (124k objects here)."""
+    gc.collect()
+    gc.freeze()
+
+
 def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Services]]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
@@ -137,11 +147,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
         # Serve only once deliveries can be heard, or an offer published right after start-up could be missed.
         await asyncio.wait_for(bus.is_subscribed.wait(), timeout=10)
         await presence.replica.rebuild()
-        # What start-up built (modules, classes, settings, the replica) lives as long as the process: moved out of
-        # the collector's generations, it is not traversed again by every full collection, each of which would
-        # otherwise stop every socket of this process for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
+        _freeze_start_up_objects()
         try:
             yield {"services": services}
         finally:

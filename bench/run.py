@@ -71,6 +71,20 @@ def settle_garbage() -> None:
     gc.freeze()
 
 
+IDLE_SAMPLE_S = 0.25
+
+
+async def servers_idle(*servers: Server, timeout_s: float = 30.0) -> None:
+    """Wait until the servers have digested the phase before: 5,000 sockets just closed are seconds of presence
+    work, and a trial timed meanwhile would measure that backlog instead of its own transition."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = [server.cpu_seconds() for server in servers]
+        await asyncio.sleep(IDLE_SAMPLE_S)
+        if all(server.cpu_seconds() - b < IDLE_SAMPLE_S * 0.1 for server, b in zip(servers, before, strict=True)):
+            return  # each under a tenth of a core
+
+
 def pct(values: list[float], q: float) -> float:
     found = percentile(values, q)
     return float("nan") if found is None else found
@@ -412,6 +426,7 @@ async def visibility_across(ours: Ours, first: Server, second: Server, trials: i
     """Mechanics connect to and leave `first` while `second` answers their status."""
     mechanics = ours.mechanic_ids[-trials:]
     settle_garbage()  # the clients just closed are garbage here: collected now, not inside a timed trial
+    await servers_idle(first, second)
     return await transitions(
         ours.urls([first], len(ours.mechanic_ids))[-trials:],
         second.port,
