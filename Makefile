@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 1
+TEST_WORKERS ?= 2  # pytest-xdist processes: each has its own Redis, database and ports
 
 .PHONY: install run test lint bench lock
 
@@ -26,7 +27,7 @@ run: install
 test: install
 	@if /usr/bin/chromium --version >/dev/null 2>&1 && ! $(BIN)/python -c "import playwright" 2>/dev/null; then \
 		$(BIN)/pip install --quiet $(LOCK) -e '.[test,e2e]'; fi
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

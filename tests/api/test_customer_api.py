@@ -101,7 +101,7 @@ async def test_favorites_are_private_to_each_customer(harness: Harness) -> None:
         ("{}", 422),
         ('{"provider_id": 5}', 422),
         ('{"provider_id": "PLACEHOLDER", "provider_type": "spaceship"}', 422),
-        (f'{{"provider_id": "{uuid.uuid4()}"}}', 404),
+        ('{"provider_id": "5f0c6a4e-8b1d-4c2e-9a37-0d6b2f1e4c88"}', 404),  # no such mechanic
         ('{"provider_id": "not-a-uuid"}', 404),
     ],
 )
