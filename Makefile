@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WORKERS ?= 1
-TEST_WORKERS ?= 2  # pytest-xdist processes: each has its own Redis, database and ports
+# pytest-xdist processes for `make test`: each has its own embedded Redis, database and ports.
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint bench lock
 

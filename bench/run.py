@@ -83,6 +83,7 @@ async def servers_idle(*servers: Server, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(IDLE_SAMPLE_S)
         if all(server.cpu_seconds() - b < IDLE_SAMPLE_S * 0.1 for server, b in zip(servers, before, strict=True)):
             return  # each under a tenth of a core
+    print(f"servers still busy after {timeout_s:.0f} s: the next trials include their backlog", file=sys.stderr)
 
 
 def pct(values: list[float], q: float) -> float:
