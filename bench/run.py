@@ -41,7 +41,17 @@ from base.clock import utc_now
 from base.stats import percentile
 from base.tables import mechanics
 from bench.booking_latency import Booking, burst, create_bare_table, http_post, postgres_database, reachable
-from bench.clients import Arrivals, BenchClient, Kind, broadcast_trigger, close_many, connect_many
+from bench.clients import (
+    Arrivals,
+    BenchClient,
+    Kind,
+    Receiver,
+    broadcast_trigger,
+    close_many,
+    close_receivers,
+    connect_many,
+    connect_receivers,
+)
 from bench.visibility import transitions
 from scripts.embedded_redis import EmbeddedCluster, EmbeddedRedis, cluster_binary, free_port
 
@@ -233,9 +243,7 @@ async def idle_memory(server: Server, kind: Kind, urls: list[str]) -> dict[str, 
 # 2. Fan-out
 
 
-async def fan_out(
-    clients: list[BenchClient], trigger: Callable[[], Awaitable[None]], rounds: int = 5
-) -> dict[str, float]:
+async def fan_out(clients: list[Receiver], trigger: Callable[[], Awaitable[None]], rounds: int = 5) -> dict[str, float]:
     results = []
     settle_garbage()
     for _ in range(rounds):
@@ -253,6 +261,36 @@ async def fan_out(
     rate = statistics.median(r[0] for r in results)
     p99 = statistics.median(r[1] for r in results)
     return {"deliveries_per_s": round(rate), "p99_ms": round(p99, 1)}
+
+
+async def fan_out_phase(ours: Ours, n: int) -> dict[str, Any]:
+    """Fan-out alone: favdispatch on one process, the bare server, favdispatch on two processes."""
+    fan: dict[str, Any] = {}
+    server = ours.start()
+    async with running(server):
+        clients = await connect_receivers(Kind.OURS, ours.urls([server], n))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
+            fan["ours"] = await fan_out(clients, broadcast_booking(http, ours))
+        close_receivers(clients)
+    bare = spawn(["-m", "bench.peers.bare_ws", "{port}"])
+    async with running(bare):
+        clients = await connect_receivers(Kind.BARE, bare_urls(bare, n))
+        (control,) = await connect_many(Kind.BARE, bare_urls(bare, 1))
+
+        async def trigger_bare() -> None:
+            assert control.ws is not None
+            await control.ws.send(broadcast_trigger(Kind.BARE, OFFER_FRAME))
+
+        fan["bare"] = await fan_out(clients, trigger_bare)
+        close_receivers(clients)
+        await control.close()
+    first, second = ours.start(), ours.start()
+    async with running(first, second):
+        clients = await connect_receivers(Kind.OURS, ours.urls([first, second], n))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
+            fan["ours_two_processes"] = await fan_out(clients, broadcast_booking(http, ours))
+        close_receivers(clients)
+    return fan
 
 
 # 3. Heartbeats
@@ -515,10 +553,10 @@ async def cluster_phase(workdir: str, connections: int, windows: int, other_keys
         ours = await prepare_ours(cluster.url, f"sqlite:///{workdir}/cluster.db", connections)
         server = ours.start()
         async with running(server):
-            clients = await connect_many(Kind.OURS, ours.urls([server], connections))
+            clients = await connect_receivers(Kind.OURS, ours.urls([server], connections))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
                 fan = await fan_out(clients, broadcast_booking(http, ours))
-            await close_many(clients)
+            close_receivers(clients)
         fallback = await asyncio.to_thread(fallback_lateness, cluster.url, windows, other_keys)
     return {"primaries": len(cluster.primaries), "fan_out": fan, "fallback_lateness": fallback}
 
@@ -558,7 +596,7 @@ async def main() -> None:
     parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
     parser.add_argument(
         "--only",
-        choices=["bookings", "memory", "heartbeats", "status", "visibility", "routing", "cluster"],
+        choices=["bookings", "memory", "fanout", "heartbeats", "status", "visibility", "routing", "cluster"],
         help="run one phase and print its figures",
     )
     parser.add_argument("--targeted-offers", type=int, default=400, help="offers in the delivery-cost phase")
@@ -581,6 +619,11 @@ async def main() -> None:
                     "bare": await idle_memory(bare, Kind.BARE, bare_urls(bare, n)),
                 }
             print(json.dumps(found, indent=2))
+        return
+    if args.only == "fanout":
+        with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+            ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", n)
+            print(json.dumps(await fan_out_phase(ours, n), indent=2))
         return
     if args.only == "visibility":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
@@ -629,31 +672,32 @@ async def main() -> None:
         server = ours.start()
         async with running(server):
             memory["ours"] = await idle_memory(server, Kind.OURS, ours.urls([server], n))
-            clients = await connect_many(Kind.OURS, ours.urls([server], n))
+            clients = await connect_receivers(Kind.OURS, ours.urls([server], n))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
                 fan["ours"] = await fan_out(clients, broadcast_booking(http, ours))
-            await close_many(clients)
+            close_receivers(clients)
         steps.update(1)
 
         bare = spawn(["-m", "bench.peers.bare_ws", "{port}"])
         async with running(bare):
             memory["bare"] = await idle_memory(bare, Kind.BARE, bare_urls(bare, n))
-            clients = await connect_many(Kind.BARE, bare_urls(bare, n))
-            control = clients[0]
+            clients = await connect_receivers(Kind.BARE, bare_urls(bare, n))
+            (control,) = await connect_many(Kind.BARE, bare_urls(bare, 1))
 
             async def trigger_bare() -> None:
                 assert control.ws is not None
                 await control.ws.send(broadcast_trigger(Kind.BARE, OFFER_FRAME))
 
             fan["bare"] = await fan_out(clients, trigger_bare)
-            await close_many(clients)
+            close_receivers(clients)
+            await control.close()
         steps.update(1)
 
         peer = spawn(["-m", "bench.peers.socketio_peer", "{port}", redis.url])
         async with running(peer):
             memory["socketio"] = await idle_memory(peer, Kind.SOCKETIO, socketio_urls([peer], n))
-            clients = await connect_many(Kind.SOCKETIO, socketio_urls([peer], n))
-            control = clients[0]
+            clients = await connect_receivers(Kind.SOCKETIO, socketio_urls([peer], n))
+            (control,) = await connect_many(Kind.SOCKETIO, socketio_urls([peer], 1))
 
             async def trigger_peer() -> None:
                 assert control.ws is not None
@@ -665,7 +709,8 @@ async def main() -> None:
                 # A peer, not a target: when its Redis manager stalls ("Cannot publish to redis... retrying"),
                 # say so and go on.
                 fan["socketio"] = {"deliveries_per_s": "stalled", "p99_ms": "stalled"}
-            await close_many(clients)
+            close_receivers(clients)
+            await control.close()
         steps.update(1)
 
         # 3. heartbeats, the three servers taking turns
@@ -675,10 +720,10 @@ async def main() -> None:
         # 2b. fan-out across two of our processes sharing Redis
         first, second = ours.start(), ours.start()
         async with running(first, second):
-            clients = await connect_many(Kind.OURS, ours.urls([first, second], n))
+            clients = await connect_receivers(Kind.OURS, ours.urls([first, second], n))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
                 fan["ours_two_processes"] = await fan_out(clients, broadcast_booking(http, ours))
-            await close_many(clients)
+            close_receivers(clients)
             results["visibility"] = await visibility_across(ours, first, second, args.transitions)
         steps.update(1)
 
@@ -908,7 +953,7 @@ def render(r: dict[str, Any]) -> str:
         *[f"| {a} | {b} | {c} | {d} | {e} | {f} |" for a, b, c, d, e, f in rows],
         "",
         f"Fan-out across two favdispatch processes sharing Redis: {two} deliveries/s "
-        f"({ratio(two, fan['ours']['deliveries_per_s'])} of one process; target ≥ 0.5×), "
+        f"({at_least(two, fan['ours']['deliveries_per_s'], 0.5)} of one process; target ≥ 0.5×), "
         f"p99 {fan['ours_two_processes']['p99_ms']} ms.",
         "",
         _visibility_line(r["visibility"]),
@@ -926,6 +971,11 @@ def render(r: dict[str, Any]) -> str:
         "",
         "- Memory: the socket endpoint is a plain ASGI app and a socket costs one `Connection` (no task, no queue); "
         "what remains above the bare server is uvicorn's protocol object and the ASGI task per connection.",
+        "- Fan-out: one broadcast to every socket, timed from the trigger to the last arrival (median of 5). The "
+        "receiving sockets are counted by a lean client (websockets' sans-I/O parser read from the transport's "
+        "callback, no task per frame): with a task-per-socket client the client process itself was the limit (2-4× "
+        "the servers' CPU per broadcast), and the two-process figure measured how three busy processes share two "
+        "cores. Across two processes every envelope crosses Redis to both.",
         "- Heartbeats: heartbeats arriving within 10 ms refresh presence in one call of one Lua script, packed by "
         "hiredis; the bare echo server touches no Redis at all. Each figure is the median of "
         f"{HEARTBEAT_ROUNDS} phases, the three servers taking turns; the clients share the two cores with the "
