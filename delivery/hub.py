@@ -7,8 +7,8 @@ keeps each mechanic's routes from their heartbeats (`route`, wired in by the run
 so a socket whose heartbeats run late still gets its frames, and a process that dies leaves no route once they
 lapse. Each process hands what it hears to the local sockets it addresses.
 
-A frame is encoded once per envelope and written to each socket's transport without waiting: no task and no
-queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
+A frame is encoded and serialised once per envelope and written to each socket's transport without waiting: no
+task and no queue per socket. uvicorn's protocol writes synchronously while its transport is below the write-buffer
 high-water mark; a socket whose write would have to wait is a client that stopped reading, and its TCP
 connection is cut (a close frame could not reach it either) instead of holding up anyone else or growing without
 bound (websockets' broadcast topic: "there's no backpressure").
@@ -20,13 +20,16 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from uvicorn.protocols.utils import ClientDisconnected
 
 from delivery.bus import Bus
 from delivery.close_codes import CloseCode
 from delivery.envelope import Envelope, decode_envelope, encode_envelope
 from delivery.metrics import CONNECTED_SOCKETS, SLOW_CLIENTS_DROPPED
+from delivery.ws_protocol import TextFrame, WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -42,33 +45,52 @@ _closing: set[asyncio.Task[None]] = set()
 class Connection:
     """One device's socket as the hub sees it: its owner, the topics it holds, and a write that never waits."""
 
-    __slots__ = ("_send", "connection_id", "is_closed", "owner", "topics")
+    __slots__ = ("_send", "_writer", "connection_id", "is_closed", "owner", "topics")
 
     def __init__(self, connection_id: str, owner: str, send: AsgiSend) -> None:
+        """`send`: the socket's ASGI send, once the socket is accepted."""
         self.connection_id = connection_id
         self.owner = owner
         self.topics: dict[str, int] = {}
         self.is_closed = False
         self._send = send
+        protocol = getattr(send, "__self__", None)
+        self._writer = protocol if isinstance(protocol, WebSocketProtocol) and protocol.writes_frames_as_is else None
 
-    def push(self, frame: str) -> None:
-        """Write a frame now. The ASGI send completes without suspending unless the transport is paused."""
+    def push(self, frame: str | TextFrame) -> None:
+        """Write a frame now, without waiting: straight to the transport when uvicorn serves the socket with our
+        protocol, else by an ASGI send that completes without suspending unless the transport is paused."""
         if self.is_closed:
             return
-        step = self._send({"type": "websocket.send", "text": frame})
-        try:
-            step.send(None)  # type: ignore[attr-defined]
-        except StopIteration:
+        if not isinstance(frame, TextFrame):
+            frame = TextFrame(frame.encode())
+        if self._writer is not None:
+            try:
+                if self._writer.write_frame(frame):
+                    return
+            except ClientDisconnected:  # the socket handler's `finally` cleans up
+                self.is_closed = True
+                return
+        elif self._sent_at_once(frame):
             return
-        except Exception:  # noqa: BLE001  (the transport is gone: the socket handler's `finally` cleans up)
-            self.is_closed = True
-            return
-        step.close()  # type: ignore[attr-defined]
         log.warning("dropping %s: it stopped reading its socket", self.connection_id)
         SLOW_CLIENTS_DROPPED.inc()
         self._abort()
 
-    def offer(self, frame: str, topic: str, version: int, *, repeat: bool = False) -> None:
+    def _sent_at_once(self, frame: TextFrame) -> bool:
+        """Another ASGI server: its send, stepped once. False when it would have to wait."""
+        step = self._send({"type": "websocket.send", "text": frame.payload.decode()})
+        try:
+            step.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            return True
+        except Exception:  # noqa: BLE001  (the transport is gone: the socket handler's `finally` cleans up)
+            self.is_closed = True
+            return True
+        step.close()  # type: ignore[attr-defined]
+        return False
+
+    def offer(self, frame: str | TextFrame, topic: str, version: int, *, repeat: bool = False) -> None:
         """Deliver a frame once per topic and version (unless `repeat`), and remember the topic as held."""
         if not repeat and self.topics.get(topic) == version:
             return
@@ -158,25 +180,30 @@ class Hub:
         self.deliver_locally(decode_envelope(data))
 
     def deliver_locally(self, envelope: Envelope) -> None:
-        frame = bytes(envelope.frame).decode() if envelope.frame else ""
-        for connection in self._targets(envelope):
-            if envelope.close_code is not None:
+        """What to do is decided once per envelope, not once per socket: a broadcast's loop runs thousands of times."""
+        targets = self._targets(envelope)
+        if envelope.close_code is not None:
+            for connection in targets:
                 connection.close(envelope.close_code)
-            elif envelope.to_holders_of is not None:
-                if envelope.to_holders_of not in connection.topics:
-                    continue
-                if envelope.release:
-                    del connection.topics[envelope.to_holders_of]
-                connection.push(frame)
-            elif envelope.topic is not None and envelope.version is not None:
-                connection.offer(frame, envelope.topic, envelope.version, repeat=envelope.repeat)
-            else:
+            return
+        frame = TextFrame(bytes(envelope.frame))
+        topic, version, held = envelope.topic, envelope.version, envelope.to_holders_of
+        if held is not None:
+            for connection in targets:
+                if held in connection.topics:
+                    if envelope.release:
+                        del connection.topics[held]
+                    connection.push(frame)
+        elif topic is not None and version is not None:
+            for connection in targets:
+                connection.offer(frame, topic, version, repeat=envelope.repeat)
+        else:
+            for connection in targets:
                 connection.push(frame)
 
-    def _targets(self, envelope: Envelope) -> Iterable[Connection]:
+    def _targets(self, envelope: Envelope) -> list[Connection]:
+        """A snapshot: writing may end a connection, and its unregistering must not disturb the loop."""
         excluded = set(envelope.exclude)
-        owners: Iterable[str] = list(self._by_owner) if envelope.to is None else envelope.to
-        for owner in owners:
-            if owner in excluded:
-                continue
-            yield from list(self._by_owner.get(owner, ()))
+        if envelope.to is None:
+            return [c for owner, devices in self._by_owner.items() if owner not in excluded for c in devices]
+        return [c for owner in envelope.to if owner not in excluded for c in self._by_owner.get(owner, ())]
