@@ -243,10 +243,15 @@ async def idle_memory(server: Server, kind: Kind, urls: list[str]) -> dict[str, 
 # 2. Fan-out
 
 
-async def fan_out(clients: list[Receiver], trigger: Callable[[], Awaitable[None]], rounds: int = 5) -> dict[str, float]:
+async def fan_out(
+    servers: list[Server], clients: list[Receiver], trigger: Callable[[], Awaitable[None]], rounds: int = 5
+) -> dict[str, float]:
+    """Each round starts once the servers are idle: a server still digesting the sockets that just connected (or
+    those an earlier phase closed) would have that backlog counted as its fan-out."""
     results = []
     settle_garbage()
     for _ in range(rounds):
+        await servers_idle(*servers)
         arrivals = Arrivals(expected=len(clients))
         for client in clients:
             client.arrivals = arrivals
@@ -257,10 +262,34 @@ async def fan_out(clients: list[Receiver], trigger: Callable[[], Awaitable[None]
         results.append((len(delays) / max(delays), pct(delays, 0.99) * 1000))
         for client in clients:
             client.arrivals = None
-        await asyncio.sleep(0.5)
     rate = statistics.median(r[0] for r in results)
     p99 = statistics.median(r[1] for r in results)
     return {"deliveries_per_s": round(rate), "p99_ms": round(p99, 1)}
+
+
+async def fan_out_ours(ours: Ours, servers: list[Server], n: int) -> dict[str, float]:
+    """`n` sockets spread over our `servers`, each broadcast triggered by a booking sent to the first."""
+    clients = await connect_receivers(Kind.OURS, ours.urls(servers, n))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{servers[0].port}", timeout=30) as http:
+        result = await fan_out(servers, clients, broadcast_booking(http, ours))
+    close_receivers(clients)
+    return result
+
+
+async def fan_out_peer(server: Server, kind: Kind, urls: list[str]) -> dict[str, float]:
+    """The bare server or the Socket.IO peer: each broadcast triggered by a control socket of its own."""
+    clients = await connect_receivers(kind, urls)
+    (control,) = await connect_many(kind, urls[:1])
+
+    async def trigger() -> None:
+        assert control.ws is not None
+        await control.ws.send(broadcast_trigger(kind, OFFER_FRAME))
+
+    try:
+        return await fan_out([server], clients, trigger)
+    finally:
+        close_receivers(clients)
+        await control.close()
 
 
 async def fan_out_phase(ours: Ours, n: int) -> dict[str, Any]:
@@ -268,28 +297,13 @@ async def fan_out_phase(ours: Ours, n: int) -> dict[str, Any]:
     fan: dict[str, Any] = {}
     server = ours.start()
     async with running(server):
-        clients = await connect_receivers(Kind.OURS, ours.urls([server], n))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-            fan["ours"] = await fan_out(clients, broadcast_booking(http, ours))
-        close_receivers(clients)
+        fan["ours"] = await fan_out_ours(ours, [server], n)
     bare = spawn(["-m", "bench.peers.bare_ws", "{port}"])
     async with running(bare):
-        clients = await connect_receivers(Kind.BARE, bare_urls(bare, n))
-        (control,) = await connect_many(Kind.BARE, bare_urls(bare, 1))
-
-        async def trigger_bare() -> None:
-            assert control.ws is not None
-            await control.ws.send(broadcast_trigger(Kind.BARE, OFFER_FRAME))
-
-        fan["bare"] = await fan_out(clients, trigger_bare)
-        close_receivers(clients)
-        await control.close()
+        fan["bare"] = await fan_out_peer(bare, Kind.BARE, bare_urls(bare, n))
     first, second = ours.start(), ours.start()
     async with running(first, second):
-        clients = await connect_receivers(Kind.OURS, ours.urls([first, second], n))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
-            fan["ours_two_processes"] = await fan_out(clients, broadcast_booking(http, ours))
-        close_receivers(clients)
+        fan["ours_two_processes"] = await fan_out_ours(ours, [first, second], n)
     return fan
 
 
@@ -553,10 +567,7 @@ async def cluster_phase(workdir: str, connections: int, windows: int, other_keys
         ours = await prepare_ours(cluster.url, f"sqlite:///{workdir}/cluster.db", connections)
         server = ours.start()
         async with running(server):
-            clients = await connect_receivers(Kind.OURS, ours.urls([server], connections))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-                fan = await fan_out(clients, broadcast_booking(http, ours))
-            close_receivers(clients)
+            fan = await fan_out_ours(ours, [server], connections)
         fallback = await asyncio.to_thread(fallback_lateness, cluster.url, windows, other_keys)
     return {"primaries": len(cluster.primaries), "fan_out": fan, "fallback_lateness": fallback}
 
@@ -672,45 +683,24 @@ async def main() -> None:
         server = ours.start()
         async with running(server):
             memory["ours"] = await idle_memory(server, Kind.OURS, ours.urls([server], n))
-            clients = await connect_receivers(Kind.OURS, ours.urls([server], n))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-                fan["ours"] = await fan_out(clients, broadcast_booking(http, ours))
-            close_receivers(clients)
+            fan["ours"] = await fan_out_ours(ours, [server], n)
         steps.update(1)
 
         bare = spawn(["-m", "bench.peers.bare_ws", "{port}"])
         async with running(bare):
             memory["bare"] = await idle_memory(bare, Kind.BARE, bare_urls(bare, n))
-            clients = await connect_receivers(Kind.BARE, bare_urls(bare, n))
-            (control,) = await connect_many(Kind.BARE, bare_urls(bare, 1))
-
-            async def trigger_bare() -> None:
-                assert control.ws is not None
-                await control.ws.send(broadcast_trigger(Kind.BARE, OFFER_FRAME))
-
-            fan["bare"] = await fan_out(clients, trigger_bare)
-            close_receivers(clients)
-            await control.close()
+            fan["bare"] = await fan_out_peer(bare, Kind.BARE, bare_urls(bare, n))
         steps.update(1)
 
         peer = spawn(["-m", "bench.peers.socketio_peer", "{port}", redis.url])
         async with running(peer):
             memory["socketio"] = await idle_memory(peer, Kind.SOCKETIO, socketio_urls([peer], n))
-            clients = await connect_receivers(Kind.SOCKETIO, socketio_urls([peer], n))
-            (control,) = await connect_many(Kind.SOCKETIO, socketio_urls([peer], 1))
-
-            async def trigger_peer() -> None:
-                assert control.ws is not None
-                await control.ws.send(broadcast_trigger(Kind.SOCKETIO, OFFER_FRAME))
-
             try:
-                fan["socketio"] = await fan_out(clients, trigger_peer)
+                fan["socketio"] = await fan_out_peer(peer, Kind.SOCKETIO, socketio_urls([peer], n))
             except TimeoutError:
                 # A peer, not a target: when its Redis manager stalls ("Cannot publish to redis... retrying"),
                 # say so and go on.
                 fan["socketio"] = {"deliveries_per_s": "stalled", "p99_ms": "stalled"}
-            close_receivers(clients)
-            await control.close()
         steps.update(1)
 
         # 3. heartbeats, the three servers taking turns
@@ -720,10 +710,7 @@ async def main() -> None:
         # 2b. fan-out across two of our processes sharing Redis
         first, second = ours.start(), ours.start()
         async with running(first, second):
-            clients = await connect_receivers(Kind.OURS, ours.urls([first, second], n))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}", timeout=30) as http:
-                fan["ours_two_processes"] = await fan_out(clients, broadcast_booking(http, ours))
-            close_receivers(clients)
+            fan["ours_two_processes"] = await fan_out_ours(ours, [first, second], n)
             results["visibility"] = await visibility_across(ours, first, second, args.transitions)
         steps.update(1)
 

@@ -197,11 +197,14 @@ class Harness:
 
 
 @asynccontextmanager
-async def start_server(settings: Settings) -> AsyncIterator[Harness]:
-    """A real uvicorn server in this event loop, on a free loopback port, with the production uvicorn settings."""
+async def start_server(settings: Settings, ws: str | None = None) -> AsyncIterator[Harness]:
+    """A real uvicorn server in this event loop, on a free loopback port, with the production uvicorn settings
+    (`ws`: another WebSocket protocol than ours)."""
     port = free_port()
     options = uvicorn_options(settings)
     options["log_level"] = "warning"
+    if ws is not None:
+        options["ws"] = ws
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

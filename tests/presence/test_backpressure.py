@@ -7,17 +7,30 @@ import base64
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
+import pytest
 from redis.asyncio import Redis
 
 from api.auth import Role
+from api.settings import Settings
 from delivery.envelope import Envelope, encode_envelope
 from dispatch.keys import DispatchKeys
-from tests.helpers import Harness
+from tests.helpers import Harness, start_server
 
 FRAME_BYTES = 500_000
 FRAMES = 40  # 20 MB: far more than the kernel's buffers and the transport's high-water mark
+
+
+@pytest.fixture(
+    params=[None, "websockets-sansio"],
+    ids=["frames written as serialised", "uvicorn's own protocol, through ASGI send"],
+)
+async def any_protocol(request: pytest.FixtureRequest, settings: Settings, redis: Redis) -> AsyncIterator[Harness]:
+    """Our protocol writes a frame serialised once; under any other, frames go through the ASGI send."""
+    async with start_server(settings, ws=request.param) as harness:
+        yield harness
 
 
 def _blackholed_socket(harness: Harness, token: str) -> socket.socket:
@@ -37,7 +50,10 @@ def _blackholed_socket(harness: Harness, token: str) -> socket.socket:
     return raw
 
 
-async def test_a_client_that_stops_reading_is_cut_and_others_get_every_frame(harness: Harness, redis: Redis) -> None:
+async def test_a_client_that_stops_reading_is_cut_and_others_get_every_frame(
+    any_protocol: Harness, redis: Redis
+) -> None:
+    harness = any_protocol
     stuck_id, reader_id = await harness.create_mechanic("Stuck"), await harness.create_mechanic("Reader")
     stuck = await asyncio.to_thread(_blackholed_socket, harness, harness.token(Role.MECHANIC, stuck_id))
     reader = await harness.connect(reader_id)
