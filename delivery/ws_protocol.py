@@ -80,8 +80,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def write_frame(self, frame: TextFrame) -> bool:
         """Write now, as `send` does on an open socket; False, writing nothing, when the transport is paused (its
-        client stopped reading). Raises `ClientDisconnected` once the socket is closing or gone, as `send` does."""
-        if self.disconnected or self.close_sent or self.conn.state is not State.OPEN:
+        client stopped reading). Raises `ClientDisconnected` once the socket is closing or gone, as `send` does
+        (a transport being closed, which uvloop refuses to write to, before uvicorn has heard of it)."""
+        if self.disconnected or self.close_sent or self.conn.state is not State.OPEN or self.transport.is_closing():
             raise ClientDisconnected()
         if not self.writable.is_set():
             return False
