@@ -44,7 +44,7 @@ def http_post(path: str, headers: dict[str, str], body: object) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
@@ -63,7 +63,7 @@ async def burst(
     warm = f"GET {warm_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     for reader, writer in connections:
         writer.write(warm)
-        await _read_response(reader)
+        await read_response(reader)
     for booking in bookings:
         booking.favorite.arrivals = Arrivals(expected=1, marker='"kind":"priority"')
     sent = [0.0] * len(bookings)
@@ -73,7 +73,7 @@ async def burst(
         reader, writer = connections[n]
         sent[n] = time.perf_counter()
         writer.write(bookings[n].request)
-        statuses.append(await _read_response(reader))
+        statuses.append(await read_response(reader))
 
     cpu_before = cpu_seconds()
     await asyncio.gather(*(book(n) for n in range(len(bookings))))
