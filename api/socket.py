@@ -22,13 +22,14 @@ from api.runtime import Services
 from base.errors import FavdispatchError, InternalError, InvalidToken, MechanicNotFound, OfferUnavailable, ProtocolError
 from delivery.close_codes import CloseCode
 from delivery.hub import AsgiSend, Connection
+from delivery.ws_protocol import TextFrame
 from dispatch import frames
 from dispatch.offers import hand_over
 
 log = logging.getLogger(__name__)
 
 BEARER_PREFIX = "bearer."
-HEARTBEAT_ACK = frames.encode_text(frames.HeartbeatAck())
+HEARTBEAT_ACK = TextFrame(frames.encode(frames.HeartbeatAck()))  # serialised once for every heartbeat
 
 Receive = Any
 Scope = dict[str, Any]

@@ -14,6 +14,7 @@ from base.clock import iso
 from delivery.close_codes import CloseCode
 from delivery.envelope import Envelope
 from delivery.hub import Connection, Hub
+from delivery.ws_protocol import TextFrame
 from dispatch import frames
 from dispatch.models import OfferKind, RevokeReason, SessionRequest, offer_id
 from dispatch.wording import DEFAULT_CUSTOMER_NAME
@@ -36,11 +37,11 @@ class Greeting:
 def hand_over(connection: Connection, greetings: list[Greeting]) -> None:
     """Write greetings to one device; offers it already holds at that attempt are not repeated."""
     for greeting in greetings:
-        text = frames.encode_text(greeting.frame)
+        frame = TextFrame(frames.encode(greeting.frame))
         if greeting.topic is not None and greeting.version is not None:
-            connection.offer(text, greeting.topic, greeting.version)
+            connection.offer(frame, greeting.topic, greeting.version)
         else:
-            connection.push(text)
+            connection.push(frame)
 
 
 def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:
