@@ -267,14 +267,14 @@ async def fan_out(
         await servers_idle(*servers)
         arrivals = Arrivals(expected=len(clients))
         for client in clients:
-            client.arrivals = arrivals
+            client.count(arrivals)
         started = time.perf_counter()
         await trigger()
         await asyncio.wait_for(arrivals.done.wait(), 60)
         delays = [t - started for t in arrivals.times]
         results.append((len(delays) / max(delays), pct(delays, 0.99) * 1000))
         for client in clients:
-            client.arrivals = None
+            client.stop_counting()
     measured = results[1:]
     rate = statistics.median(r[0] for r in measured)
     p99 = statistics.median(r[1] for r in measured)

@@ -58,15 +58,19 @@ class Connection:
         self._writer = protocol if isinstance(protocol, WebSocketProtocol) and protocol.writes_frames_as_is else None
 
     def push(self, frame: str | TextFrame) -> None:
+        """Write a frame now, without waiting (see `write`)."""
+        self.write(frame if isinstance(frame, TextFrame) else TextFrame(frame.encode()))
+
+    def write(self, frame: TextFrame) -> None:
         """Write a frame now, without waiting: straight to the transport when uvicorn serves the socket with our
-        protocol, else by an ASGI send that completes without suspending unless the transport is paused."""
+        protocol, else by an ASGI send that completes without suspending unless the transport is paused. A
+        broadcast calls this once per socket, so it does no more than that."""
         if self.is_closed:
             return
-        if not isinstance(frame, TextFrame):
-            frame = TextFrame(frame.encode())
-        if self._writer is not None:
+        writer = self._writer
+        if writer is not None:
             try:
-                if self._writer.write_frame(frame):
+                if writer.write_frame(frame):
                     return
             except ClientDisconnected:  # the socket handler's `finally` cleans up
                 self.is_closed = True
@@ -90,12 +94,12 @@ class Connection:
         step.close()  # type: ignore[attr-defined]
         return False
 
-    def offer(self, frame: str | TextFrame, topic: str, version: int, *, repeat: bool = False) -> None:
+    def offer(self, frame: TextFrame, topic: str, version: int, repeat: bool = False) -> None:
         """Deliver a frame once per topic and version (unless `repeat`), and remember the topic as held."""
         if not repeat and self.topics.get(topic) == version:
             return
         self.topics[topic] = version
-        self.push(frame)
+        self.write(frame)
 
     def close(self, code: int) -> None:
         """Start a closing handshake without waiting for it (bounded: a peer that never answers is cut)."""
@@ -134,6 +138,7 @@ class Hub:
         self._route = route
         self.process_id = uuid.uuid4().hex[:12]
         self._by_owner: dict[str, set[Connection]] = defaultdict(set)
+        self._everyone: dict[Connection, None] = {}  # the same connections, flat: a broadcast copies it at C speed
         bus.subscribe(channel, self._on_envelope)
         bus.subscribe(self._own_channel_prefix + self.process_id, self._on_envelope)
 
@@ -147,6 +152,7 @@ class Hub:
 
     def register(self, connection: Connection) -> None:
         self._by_owner[connection.owner].add(connection)
+        self._everyone[connection] = None
         CONNECTED_SOCKETS.inc()
 
     def unregister(self, connection: Connection) -> None:
@@ -156,6 +162,7 @@ class Hub:
             return
         CONNECTED_SOCKETS.dec()
         devices.discard(connection)
+        del self._everyone[connection]
         if not devices:
             del self._by_owner[connection.owner]
 
@@ -187,23 +194,25 @@ class Hub:
                 connection.close(envelope.close_code)
             return
         frame = TextFrame(bytes(envelope.frame))
-        topic, version, held = envelope.topic, envelope.version, envelope.to_holders_of
+        topic, version, held, repeat = envelope.topic, envelope.version, envelope.to_holders_of, envelope.repeat
         if held is not None:
             for connection in targets:
                 if held in connection.topics:
                     if envelope.release:
                         del connection.topics[held]
-                    connection.push(frame)
+                    connection.write(frame)
         elif topic is not None and version is not None:
             for connection in targets:
-                connection.offer(frame, topic, version, repeat=envelope.repeat)
+                connection.offer(frame, topic, version, repeat)
         else:
             for connection in targets:
-                connection.push(frame)
+                connection.write(frame)
 
     def _targets(self, envelope: Envelope) -> list[Connection]:
         """A snapshot: writing may end a connection, and its unregistering must not disturb the loop."""
         excluded = set(envelope.exclude)
         if envelope.to is None:
-            return [c for owner, devices in self._by_owner.items() if owner not in excluded for c in devices]
+            if not excluded:
+                return list(self._everyone)
+            return [c for c in self._everyone if c.owner not in excluded]
         return [c for owner in envelope.to if owner not in excluded for c in self._by_owner.get(owner, ())]
