@@ -2,8 +2,8 @@
 
 `BenchClient` sends and receives (heartbeats, bookings' acks, a control socket); `Receiver` only counts a
 broadcast's arrivals, at a fraction of the cost (no task, no queue, no wakeup per frame, and no parsing while it
-counts), so that a fan-out measures the servers rather than the one client process reading every socket. Every server is driven by the same
-clients from one process, so client-side costs are the same for every server measured.
+counts), so that a fan-out measures the servers rather than the one client process reading every socket. Every
+server is driven by the same clients from one process, so client-side costs are the same for every server measured.
 """
 
 from __future__ import annotations
