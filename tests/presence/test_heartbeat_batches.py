@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -90,6 +91,49 @@ async def test_one_last_seen_flush_persists_every_change_in_several_statements(
             sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(ids))
         )
         assert {str(row.id): as_utc(row.last_seen_at) for row in stored} == {m: from_ms(ms) for m, ms in seen.items()}
+    finally:
+        found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
+        for key in found:
+            await redis.delete(key)
+        await redis.aclose()
+        await database.disconnect()
+
+
+async def test_a_last_seen_flush_never_moves_a_stored_last_seen_back(
+    redis_url: str, key_prefix: str, database_url: str
+) -> None:
+    """Another process may have flushed a newer last_seen first: a flush only ever moves last_seen forward, and
+    fills in a mechanic never seen before."""
+    database = open_database(database_url)
+    await database.connect()
+    redis = connect(redis_url, max_connections=4)
+    tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S))
+    newer_stored, older_stored, never_stored = (str(uuid.uuid4()) for _ in range(3))
+    now = utc_now()
+    stored = {newer_stored: now + timedelta(hours=1), older_stored: now - timedelta(hours=1), never_stored: None}
+    try:
+        await database.execute(
+            sa.insert(mechanics).values(
+                [
+                    {"id": i, "name": "M", "provider_type": "independent", "created_at": now, "last_seen_at": at}
+                    for i, at in stored.items()
+                ]
+            )
+        )
+        for n, mechanic_id in enumerate(stored):
+            await tracker.track(mechanic_id, f"proc1.{n}")
+        seen = {m: from_ms(int(await redis.hget(PresenceKeys(key_prefix).of_mechanic(m).last_seen, m))) for m in stored}
+
+        assert await tracker.flush_last_seen(database) == len(stored)
+
+        rows = await database.fetch_all(
+            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(list(stored)))
+        )
+        assert {str(row.id): as_utc(row.last_seen_at) for row in rows} == {
+            newer_stored: stored[newer_stored],
+            older_stored: seen[older_stored],
+            never_stored: seen[never_stored],
+        }
     finally:
         found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
         for key in found:
