@@ -10,6 +10,7 @@ rendered inline) are compiled each time, as before.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,16 @@ import asyncpg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from databases import Database, DatabaseURL
+from databases.backends.common.records import Record, Row, create_column_maps
 from databases.backends.postgres import PostgresBackend, PostgresConnection
-from databases.backends.sqlite import CompilationContext, SQLiteBackend, SQLiteConnection, SQLitePool
+from databases.backends.sqlite import (
+    CompilationContext,
+    SQLiteBackend,
+    SQLiteConnection,
+    SQLitePool,
+    SQLiteTransaction,
+)
+from sqlalchemy.engine.cursor import CursorResultMetaData
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.ddl import DDLElement
 
@@ -123,9 +132,54 @@ class CachingPostgresBackend(PostgresBackend):
 
 
 class _CachingSQLiteConnection(SQLiteConnection):
-    def __init__(self, pool: SQLitePool, dialect: Any, statements: StatementCache) -> None:
+    """Each call is one trip to aiosqlite's thread where `databases` makes three (execute, fetch, close: each a
+    queue, a thread wakeup and a wakeup of the loop, a dozen in one booking). A cursor is read to its end, which
+    finishes its statement and releases its lock, and is left to the garbage collector instead of closed by
+    another trip."""
+
+    def __init__(self, pool: SQLitePool, dialect: Any, statements: StatementCache, columns: dict[str, Any]) -> None:
         super().__init__(pool, dialect)
         self._statements = statements
+        self._columns = columns
+
+    async def fetch_all(self, query: ClauseElement) -> list[Record]:  # type: ignore[override]
+        sql, args, result_columns, context = self._compile(query)
+        rows, description = await self._rows(sql, args)
+        metadata = CursorResultMetaData(context, description)
+        keymap: Any = metadata._keymap  # `databases` hands it over as it is (its annotation is narrower)
+        column_maps = create_column_maps(result_columns)
+        return [
+            Record(Row(metadata, metadata._processors, keymap, row), result_columns, self._dialect, column_maps)
+            for row in rows
+        ]
+
+    async def fetch_one(self, query: ClauseElement) -> Record | None:
+        rows = await self.fetch_all(query)
+        return rows[0] if rows else None
+
+    async def execute(self, query: ClauseElement) -> Any:
+        assert self._connection is not None, "Connection is not acquired"
+        sql, args, _, _ = self._compile(query)
+        cursor = await self._connection.execute(sql, args)
+        if cursor.description is not None:  # it returns rows (a PRAGMA, a RETURNING): read them, or it holds a lock
+            await cursor.fetchall()
+        return cursor.rowcount if cursor.lastrowid == 0 else cursor.lastrowid  # as `databases` answers
+
+    async def _rows(self, sql: str, args: Any) -> tuple[list[Any], Any]:
+        """A statement's columns are the same on every call: once known, its rows come back in one trip."""
+        assert self._connection is not None, "Connection is not acquired"
+        description = self._columns.get(sql)
+        if description is not None:
+            return list(await self._connection.execute_fetchall(sql, args)), description
+        cursor = await self._connection.execute(sql, args)
+        rows = await cursor.fetchall()
+        if len(self._columns) >= STATEMENT_CACHE_LIMIT:
+            self._columns.clear()
+        self._columns[sql] = cursor.description
+        return list(rows), cursor.description
+
+    def transaction(self) -> _OneTripSQLiteTransaction:
+        return _OneTripSQLiteTransaction(self)
 
     def _compile(self, query: ClauseElement) -> tuple[str, list[Any], Any, Any]:  # type: ignore[override]
         hit = self._statements.arguments(query, self._compile_new)
@@ -155,6 +209,29 @@ class _CachingSQLiteConnection(SQLiteConnection):
         )
 
 
+class _OneTripSQLiteTransaction(SQLiteTransaction):
+    """`BEGIN`, `COMMIT` and savepoints in one trip each, where `databases` makes three."""
+
+    async def start(self, is_root: bool, extra_options: dict[Any, Any]) -> None:
+        self._is_root = is_root
+        if is_root:
+            await self._run("BEGIN")
+        else:
+            self._savepoint_name = f"STARLETTE_SAVEPOINT_{uuid.uuid4().hex}"
+            await self._run(f"SAVEPOINT {self._savepoint_name}")
+
+    async def commit(self) -> None:
+        await self._run("COMMIT" if self._is_root else f"RELEASE SAVEPOINT {self._savepoint_name}")
+
+    async def rollback(self) -> None:
+        await self._run("ROLLBACK" if self._is_root else f"ROLLBACK TO SAVEPOINT {self._savepoint_name}")
+
+    async def _run(self, sql: str) -> None:
+        connection = self._connection._connection
+        assert connection is not None, "Connection is not acquired"
+        await connection.execute_fetchall(sql)
+
+
 class _ReusingSQLitePool(SQLitePool):
     """`databases` opens a new SQLite connection, and a thread for it, for every query; keep one open instead.
 
@@ -173,8 +250,8 @@ class _ReusingSQLitePool(SQLitePool):
         await self._turn.acquire()
         if self._connection is None:
             self._connection = await super().acquire()
-            await self._connection.execute("PRAGMA synchronous=NORMAL")
-            await self._connection.execute("PRAGMA busy_timeout=5000")
+            await self._connection.execute_fetchall("PRAGMA busy_timeout=5000")  # first: it covers the next one
+            await self._connection.execute_fetchall("PRAGMA synchronous=NORMAL")
         return self._connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
@@ -192,9 +269,10 @@ class ReusingSQLiteBackend(SQLiteBackend):
         self._reusing_pool = _ReusingSQLitePool(self._database_url, **self._options)
         self._pool = self._reusing_pool
         self.statements = StatementCache()
+        self.columns: dict[str, Any] = {}  # each statement's cursor description, by its SQL
 
     def connection(self) -> _CachingSQLiteConnection:
-        return _CachingSQLiteConnection(self._pool, self._dialect, self.statements)
+        return _CachingSQLiteConnection(self._pool, self._dialect, self.statements, self.columns)
 
     async def disconnect(self) -> None:
         await self._reusing_pool.close()
