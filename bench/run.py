@@ -320,6 +320,9 @@ async def fanning_ours(ours: Ours, servers: list[Server], n: int) -> AsyncIterat
     finally:
         writer.close()
         close_receivers(clients)
+        # Stopped while still releasing these sockets, a server would leave their devices online for the
+        # benchmark's hour-long presence TTL, and a later phase would find those mechanics online.
+        await servers_idle(*servers)
 
 
 @asynccontextmanager

@@ -94,7 +94,7 @@ class Connection:
         step.close()  # type: ignore[attr-defined]
         return False
 
-    def offer(self, frame: TextFrame, topic: str, version: int, repeat: bool = False) -> None:
+    def offer(self, frame: TextFrame, topic: str, version: int, *, repeat: bool = False) -> None:
         """Deliver a frame once per topic and version (unless `repeat`), and remember the topic as held."""
         if not repeat and self.topics.get(topic) == version:
             return
@@ -203,7 +203,7 @@ class Hub:
                     connection.write(frame)
         elif topic is not None and version is not None:
             for connection in targets:
-                connection.offer(frame, topic, version, repeat)
+                connection.offer(frame, topic, version, repeat=repeat)
         else:
             for connection in targets:
                 connection.write(frame)
