@@ -37,7 +37,9 @@ async def transitions(socket_urls: Sequence[str], status_port: int, status_paths
 
     for url, path in zip(socket_urls, status_paths, strict=True):
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        app = await connect(url, compression=None, ping_interval=None)
+        # Unbounded: greeted with every open offer earlier phases left (more than the default queue of 16), a
+        # client that stops reading would never see the server's answer to its close, and wait out its timeout.
+        app = await connect(url, compression=None, ping_interval=None, max_queue=None)
         await app.recv()  # welcome: A has marked the mechanic online
         online_ms.append(await seen(request, True, time.perf_counter()))
         closing = time.perf_counter()
