@@ -157,7 +157,7 @@ class MechanicSocket:
         match frame:
             case frames.Heartbeat():
                 svc.presence.heartbeat(mechanic_id, connection.connection_id)
-                connection.push(HEARTBEAT_ACK)
+                connection.write(HEARTBEAT_ACK)
             case frames.Ack(offer_id=offer_id):
                 await svc.dispatcher.ack(mechanic_id, offer_id)
             case frames.Accept(request_id=request_uuid, attempt=attempt):

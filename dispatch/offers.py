@@ -41,7 +41,7 @@ def hand_over(connection: Connection, greetings: list[Greeting]) -> None:
         if greeting.topic is not None and greeting.version is not None:
             connection.offer(frame, greeting.topic, greeting.version)
         else:
-            connection.push(frame)
+            connection.write(frame)
 
 
 def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from databases import Database
 
 from api.database import open_database
 from base.clock import as_utc, from_ms, now_ms, utc_now
-from base.redis_client import connect
+from base.redis_client import RedisClient, connect
 from base.tables import mechanics
 from presence import tracker as tracker_module
 from presence.config import PresenceConfig
@@ -63,34 +66,16 @@ async def test_one_flush_refreshes_every_device_and_reports_each_revival_once(
         await redis.aclose()
 
 
-async def test_one_last_seen_flush_persists_every_change_in_several_statements(
-    redis_url: str, key_prefix: str, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Thirty mechanics seen, seven rows per UPDATE: every last_seen reaches the database, and a second flush
-    finds nothing left to write."""
-    monkeypatch.setattr(tracker_module, "LAST_SEEN_ROWS", 7)
+@asynccontextmanager
+async def flushing(
+    redis_url: str, key_prefix: str, database_url: str
+) -> AsyncIterator[tuple[PresenceTracker, RedisClient, Database]]:
+    """A tracker, its Redis and the database its flushes write to; the run's Redis keys are removed afterwards."""
     database = open_database(database_url)
     await database.connect()
     redis = connect(redis_url, max_connections=4)
-    tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S))
-    ids = [str(uuid.uuid4()) for _ in range(30)]
     try:
-        rows = [
-            {"id": i, "name": f"M{n}", "provider_type": "independent", "created_at": utc_now()}
-            for n, i in enumerate(ids)
-        ]
-        await database.execute(sa.insert(mechanics).values(rows))
-        for n, mechanic_id in enumerate(ids):
-            await tracker.track(mechanic_id, f"proc1.{n}")
-        seen = {m: int(await redis.hget(PresenceKeys(key_prefix).of_mechanic(m).last_seen, m)) for m in ids}
-
-        assert await tracker.flush_last_seen(database) == len(ids)
-        assert await tracker.flush_last_seen(database) == 0
-
-        stored = await database.fetch_all(
-            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(ids))
-        )
-        assert {str(row.id): as_utc(row.last_seen_at) for row in stored} == {m: from_ms(ms) for m, ms in seen.items()}
+        yield PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S)), redis, database
     finally:
         found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
         for key in found:
@@ -99,19 +84,49 @@ async def test_one_last_seen_flush_persists_every_change_in_several_statements(
         await database.disconnect()
 
 
+async def seen_in_redis(redis: RedisClient, tracker: PresenceTracker, ids: Iterable[str]) -> dict[str, datetime]:
+    return {m: from_ms(int(await redis.hget(tracker.keys.of_mechanic(m).last_seen, m))) for m in ids}
+
+
+async def stored_last_seen(database: Database, ids: Iterable[str]) -> dict[str, datetime]:
+    rows = await database.fetch_all(
+        sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(list(ids)))
+    )
+    return {str(row.id): as_utc(row.last_seen_at) for row in rows}
+
+
+async def test_one_last_seen_flush_persists_every_change_in_several_statements(
+    redis_url: str, key_prefix: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thirty mechanics seen, seven rows per UPDATE: every last_seen reaches the database, and a second flush
+    finds nothing left to write."""
+    monkeypatch.setattr(tracker_module, "LAST_SEEN_ROWS", 7)
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    async with flushing(redis_url, key_prefix, database_url) as (tracker, redis, database):
+        rows = [
+            {"id": i, "name": f"M{n}", "provider_type": "independent", "created_at": utc_now()}
+            for n, i in enumerate(ids)
+        ]
+        await database.execute(sa.insert(mechanics).values(rows))
+        for n, mechanic_id in enumerate(ids):
+            await tracker.track(mechanic_id, f"proc1.{n}")
+        seen = await seen_in_redis(redis, tracker, ids)
+
+        assert await tracker.flush_last_seen(database) == len(ids)
+        assert await tracker.flush_last_seen(database) == 0
+
+        assert await stored_last_seen(database, ids) == seen
+
+
 async def test_a_last_seen_flush_never_moves_a_stored_last_seen_back(
     redis_url: str, key_prefix: str, database_url: str
 ) -> None:
     """Another process may have flushed a newer last_seen first: a flush only ever moves last_seen forward, and
     fills in a mechanic never seen before."""
-    database = open_database(database_url)
-    await database.connect()
-    redis = connect(redis_url, max_connections=4)
-    tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=TTL_S))
     newer_stored, older_stored, never_stored = (str(uuid.uuid4()) for _ in range(3))
     now = utc_now()
     stored = {newer_stored: now + timedelta(hours=1), older_stored: now - timedelta(hours=1), never_stored: None}
-    try:
+    async with flushing(redis_url, key_prefix, database_url) as (tracker, redis, database):
         await database.execute(
             sa.insert(mechanics).values(
                 [
@@ -122,21 +137,12 @@ async def test_a_last_seen_flush_never_moves_a_stored_last_seen_back(
         )
         for n, mechanic_id in enumerate(stored):
             await tracker.track(mechanic_id, f"proc1.{n}")
-        seen = {m: from_ms(int(await redis.hget(PresenceKeys(key_prefix).of_mechanic(m).last_seen, m))) for m in stored}
+        seen = await seen_in_redis(redis, tracker, stored)
 
         assert await tracker.flush_last_seen(database) == len(stored)
 
-        rows = await database.fetch_all(
-            sa.select(mechanics.c.id, mechanics.c.last_seen_at).where(mechanics.c.id.in_(list(stored)))
-        )
-        assert {str(row.id): as_utc(row.last_seen_at) for row in rows} == {
+        assert await stored_last_seen(database, stored) == {
             newer_stored: stored[newer_stored],
             older_stored: seen[older_stored],
             never_stored: seen[never_stored],
         }
-    finally:
-        found = [k async for k in redis.scan_iter(match=f"{key_prefix}:*", count=1000)]
-        for key in found:
-            await redis.delete(key)
-        await redis.aclose()
-        await database.disconnect()
