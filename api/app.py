@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api import admin, favorites, health, metrics, payments, push, session_requests, statuses, workshops
+from api.contract import ROUTES
 from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
@@ -23,20 +23,31 @@ from api.statuses import POLL_PATH, poll
 log = logging.getLogger(__name__)
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
-_TOKEN_IN_QUERY = re.compile(r"(token=)[^&\s\"]+")
+# `token=` however its letters are percent-encoded (`%74oken=` is `token=` to the server's query parser), and
+# anything shaped like a JWT wherever it appears.
+_TOKEN_IN_QUERY = re.compile(r"((?:t|%74)(?:o|%6f)(?:k|%6b)(?:e|%65)(?:n|%6e)(?:=|%3d))[^&\s\"]+", re.IGNORECASE)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def redact(text: str) -> str:
+    # Most lines (every status poll's) carry neither a query value nor a JWT: two substring tests, no regex.
+    if "=" not in text and "eyJ" not in text:
+        return text
+    return _JWT.sub("[redacted]", _TOKEN_IN_QUERY.sub(r"\1[redacted]", text))
 
 
 class RedactTokens(logging.Filter):
-    """Access and connection log lines never print a token passed as `?token=`."""
+    """Access, connection and error log lines never print a token: one passed as `?token=` (its key percent-encoded
+    or not), or anything shaped like a JWT."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
             record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                redact(a) if isinstance(a, str) else a
                 for a in (record.args if isinstance(record.args, tuple) else (record.args,))
             )
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
         return True
 
 
@@ -75,15 +86,7 @@ def create_app(settings: Settings | None = None) -> App:
     return App(
         MechanicSocket(),
         routes=[
-            *health.routes,
-            *statuses.routes,
-            *favorites.routes,
-            *session_requests.routes,
-            *admin.routes,
-            *workshops.routes,
-            *payments.routes,
-            *push.routes,
-            *metrics.routes,
+            *ROUTES,
             Mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console"),
         ],
         exception_handlers=exception_handlers,

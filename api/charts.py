@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from html import escape
 
-WIDTH, HEIGHT, PAD = 640, 220, 40
+WIDTH, HEIGHT, PAD = 640, 220, 44
+MIN_WIDTH, MAX_WIDTH = 280, 1600
+FONT_PX = 12  # drawn at the width asked for, so the text stays this size on the page (11 px at least)
+LABEL_SPACING_PX = 56  # room for one "HH:MM" label on the time axis
 
 
-def line_chart(title: str, unit: str, points: list[tuple[str, float | None]]) -> str:
+def line_chart(title: str, unit: str, points: list[tuple[str, float | None]], width: int = WIDTH) -> str:
+    """`width`: the width the chart is shown at, in CSS pixels; the page asks for its own, so nothing is scaled
+    down to unreadable text. Fewer than two values say so instead of drawing a lone dot."""
     values = [v for _, v in points if v is not None]
     top = max(values, default=1.0) or 1.0
-    step = (WIDTH - 2 * PAD) / max(1, len(points) - 1)
+    step = (width - 2 * PAD) / max(1, len(points) - 1)
+    slug = "".join(c if c.isalnum() else "-" for c in title.lower())
 
     def x(i: int) -> float:
         return PAD + i * step
@@ -38,20 +44,28 @@ def line_chart(title: str, unit: str, points: list[tuple[str, float | None]]) ->
         for i, (label, v) in enumerate(points)
         if v is not None
     )
+    every = max(1, -(-len(points) * LABEL_SPACING_PX // max(1, width - 2 * PAD)))
     labels = "".join(
-        f'<text x="{x(i):.1f}" y="{HEIGHT - PAD + 16}" font-size="10" text-anchor="middle">{escape(label)}</text>'
+        f'<text x="{x(i):.1f}" y="{HEIGHT - PAD + 18}" font-size="{FONT_PX}" text-anchor="middle">'
+        f"{escape(label)}</text>"
         for i, (label, _) in enumerate(points)
-        if i % max(1, len(points) // 6) == 0
+        if i % every == 0
     )
+    if len(values) < 2:  # one point is no trend
+        lines, dots = "", ""
+        labels += (
+            f'<text x="{width / 2}" y="{HEIGHT / 2}" font-size="{FONT_PX + 2}" text-anchor="middle" fill="#495057">'
+            "Not enough data yet</text>"
+        )
     description = "; ".join(f"{label}: {'no data' if v is None else f'{v:.2f} {unit}'}" for label, v in points)
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-labelledby="chart-title chart-desc" font-family="system-ui, sans-serif">'
-        f'<title id="chart-title">{escape(title)}</title><desc id="chart-desc">{escape(description)}</desc>'
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#868e96"/>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {HEIGHT}" role="img" '
+        f'aria-labelledby="{slug}-title {slug}-desc" font-family="system-ui, sans-serif">'
+        f'<title id="{slug}-title">{escape(title)}</title><desc id="{slug}-desc">{escape(description)}</desc>'
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{width - PAD}" y2="{HEIGHT - PAD}" stroke="#868e96"/>'
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#868e96"/>'
-        f'<text x="{PAD - 6}" y="{PAD + 4}" font-size="10" text-anchor="end">{top:.2f}</text>'
-        f'<text x="{PAD - 6}" y="{HEIGHT - PAD}" font-size="10" text-anchor="end">0</text>'
-        f'<text x="{WIDTH / 2}" y="18" font-size="13" text-anchor="middle">{escape(title)} ({escape(unit)})</text>'
-        f"{lines}{dots}{labels}</svg>"
+        f'<text x="{PAD - 6}" y="{PAD + 4}" font-size="{FONT_PX}" text-anchor="end">{top:.3g}</text>'
+        f'<text x="{PAD - 6}" y="{HEIGHT - PAD}" font-size="{FONT_PX}" text-anchor="end">0</text>'
+        f'<text x="{width / 2}" y="20" font-size="{FONT_PX + 2}" text-anchor="middle">{escape(title)} ({escape(unit)})'
+        f"</text>{lines}{dots}{labels}</svg>"
     )

@@ -13,7 +13,8 @@ from dispatch.mechanics import ProviderType
 
 
 def services(connection: HTTPConnection) -> Services:
-    return connection.state.services  # type: ignore[no-any-return]
+    """The lifespan's state, read from the scope: `connection.state` builds a `State` object per request."""
+    return connection.scope["state"]["services"]  # type: ignore[no-any-return]
 
 
 def authenticate(connection: HTTPConnection, *roles: Role) -> Principal:
@@ -24,6 +25,11 @@ def authenticate(connection: HTTPConnection, *roles: Role) -> Principal:
     if roles and principal.role not in roles:
         raise Forbidden(f"This needs the {' or '.join(r.value for r in roles)} role.")
     return principal
+
+
+def caller(connection: HTTPConnection) -> Principal:
+    """Who is calling: set by the route from the roles its endpoint declares (`api/endpoints.py`)."""
+    return connection.scope["principal"]  # type: ignore[no-any-return]
 
 
 def new_request_from(principal: Principal, body: BookingBody) -> NewRequest:

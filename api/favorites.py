@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api import schemas
-from api.auth import Role
-from api.context import authenticate, provider_type_of, services
+from api.context import caller, provider_type_of, services
+from api.endpoints import BODY_ERRORS, CUSTOMER, Endpoints
 from api.responses import read_json, typed
 from api.schemas import FavoriteBody
 from api.statuses import seconds_since, workshop_presence
@@ -17,22 +16,32 @@ from base.errors import WorkshopNotFound
 from dispatch.mechanics import ProviderType
 from presence.tracker import last_seen_of
 
+endpoint = Endpoints()
 
+
+@endpoint(
+    "get",
+    "/api/customer/favorites",
+    "Your favorite mechanics and workshops with their live status.",
+    CUSTOMER,
+    response=schemas.Favorites,
+    errors=(401, 403),
+)
 async def list_favorites(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     svc = services(request)
     favorites = await svc.favorites.list(principal.sub)
     live = svc.presence.statuses([f.provider_id for f in favorites if f.provider_type != ProviderType.WORKSHOP])
     body = []
     for favorite in favorites:
-        online_count: int | None = None
+        online_members: list[str] | None = None
         if favorite.provider_type == ProviderType.WORKSHOP:
             try:
                 workshop = await svc.workshops.get(favorite.provider_id)
             except WorkshopNotFound:
                 continue  # deleted since the list was read
-            online_count, last_seen = await workshop_presence(svc, workshop)
-            is_online = online_count > 0
+            online_members, last_seen = await workshop_presence(svc, workshop)
+            is_online = bool(online_members)
         else:
             last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
             is_online = live[favorite.provider_id].is_online
@@ -46,14 +55,26 @@ async def list_favorites(request: Request) -> Response:
                 is_online=is_online,
                 last_seen=iso(last_seen),
                 last_seen_seconds=seconds_since(last_seen),
-                online_count=online_count,
+                online_count=None if online_members is None else len(online_members),
+                online_members=online_members,
             )
         )
     return typed(schemas.Favorites(favorites=body))
 
 
+@endpoint(
+    "post",
+    "/api/customer/favorites",
+    "Save a mechanic (`provider_type` independent) or a workshop as a favorite (201 when new, 200 when already saved).",
+    CUSTOMER,
+    body=schemas.FavoriteBody,
+    response=schemas.FavoriteAdded,
+    status=201,
+    also=(200,),
+    errors=(401, 403, 404, *BODY_ERRORS),
+)
 async def add_favorite(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     body = await read_json(request, FavoriteBody)
     provider_type = provider_type_of(body.provider_type)
     svc = services(request)
@@ -62,14 +83,15 @@ async def add_favorite(request: Request) -> Response:
     return typed(added, status_code=201 if is_new else 200)
 
 
+@endpoint(
+    "delete",
+    "/api/customer/favorites/{provider_id}",
+    "Remove a favorite.",
+    CUSTOMER,
+    status=204,
+    errors=(401, 403, 404),
+)
 async def remove_favorite(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     await services(request).favorites.remove(principal.sub, request.path_params["provider_id"])
     return Response(status_code=204)
-
-
-routes = [
-    Route("/api/customer/favorites", list_favorites, methods=["GET"]),
-    Route("/api/customer/favorites", add_favorite, methods=["POST"]),
-    Route("/api/customer/favorites/{provider_id}", remove_favorite, methods=["DELETE"]),
-]

@@ -10,11 +10,13 @@ import ipaddress
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.auth import Role
 from api.context import authenticate, services
+from api.endpoints import ADMIN, Endpoints
 from presence.metrics import ONLINE_MECHANICS
+
+endpoint = Endpoints()
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -32,6 +34,15 @@ def _registry(multiprocess_dir: str | None) -> CollectorRegistry:
     return REGISTRY
 
 
+@endpoint(
+    "get",
+    "/metrics",
+    "Prometheus metrics (admin; loopback too where METRICS_OPEN_TO_LOOPBACK).",
+    ADMIN,
+    media_type="text/plain",
+    errors=(401, 403),
+    checks_its_caller=True,
+)
 async def metrics(request: Request) -> Response:
     svc = services(request)
     loopback = _is_loopback(request.client.host if request.client else None)
@@ -40,6 +51,3 @@ async def metrics(request: Request) -> Response:
     ONLINE_MECHANICS.set(len(svc.presence.online_ids()))
     registry = _registry(svc.settings.prometheus_multiproc_dir)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-routes = [Route("/metrics", metrics)]

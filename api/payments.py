@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api import schemas
-from api.auth import Role
-from api.context import authenticate, new_request_from, services
-from api.idempotency import once
+from api.context import caller, new_request_from, services
+from api.endpoints import BODY_ERRORS, CUSTOMER, Endpoints
+from api.idempotency import idempotency_key, namespaced
 from api.responses import read_body, read_json, typed
 from api.runtime import Services
 from api.schemas import BookingBody
@@ -27,37 +27,49 @@ from base.errors import (
     InvalidWebhook,
     PaymentsDisabled,
 )
-from dispatch.fulfillment import Outcome, PaidCheckout, metadata_for
-from dispatch.metrics import WEBHOOK_EVENTS
-from dispatch.models import Routing, RoutingType
+from dispatch.fulfillment import Outcome, PaidCheckout
+
+endpoint = Endpoints()
+WEBHOOK_EVENTS = Counter("favdispatch_webhook_events_total", "Stripe webhook events, by outcome", ["outcome"])
 
 log = logging.getLogger(__name__)
 
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 
 
+@endpoint(
+    "post",
+    "/api/checkout",
+    "Start a Stripe Checkout for a booking; the routing choice rides in its metadata.",
+    CUSTOMER,
+    body=schemas.BookingBody,
+    response=schemas.CheckoutCreated,
+    errors=(401, 403, 404, 409, *BODY_ERRORS, 502),
+    idempotent=True,
+)
 async def checkout(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     svc = services(request)
     stripe = svc.stripe
     if stripe is None:
         raise PaymentsDisabled()
-
-    async def create() -> Response:
-        new = new_request_from(principal, await read_json(request, BookingBody))
-        prepared = await svc.dispatcher.prepare(new)
-        await svc.dispatcher.refuse_second_open_request(prepared)
-        routing = prepared.routing
-        routing_type = RoutingType.BROADCAST if routing is Routing.BROADCAST else RoutingType.PRIORITY_BROADCAST
-        plan = await svc.plans.get(prepared.plan_code)
-        metadata = metadata_for(new, prepared, routing_type.value)
-        session_id, url = await stripe.create_checkout(plan, principal.sub, metadata)
-        # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
-        return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))
-
-    return await once(request, svc.database, principal.sub, svc.settings.max_body_bytes, create)
+    key = await idempotency_key(request, principal.sub, svc.settings.max_body_bytes)
+    checkout = await svc.fulfillment.checkout(new_request_from(principal, await read_json(request, BookingBody)))
+    stripe_key = namespaced(key) if key is not None else None
+    session_id, url = await stripe.create_checkout(
+        checkout.plan, principal.sub, checkout.metadata, idempotency_key=stripe_key
+    )
+    # The session lives at Stripe; like Stripe's own API, answer 200 with where to send the customer.
+    return typed(schemas.CheckoutCreated(checkout_session_id=session_id, url=url))
 
 
+@endpoint(
+    "post",
+    "/api/stripe/webhook",
+    "Stripe's webhook (signed with STRIPE_WEBHOOK_SECRET): a paid checkout creates its request once.",
+    response=schemas.WebhookReceived,
+    errors=(400, 409, 413),
+)
 async def webhook(request: Request) -> Response:
     svc = services(request)
     try:
@@ -104,9 +116,3 @@ async def _handle(svc: Services, event: Any) -> tuple[Outcome, str | None]:
         WEBHOOK_EVENTS.labels(outcome=Outcome.INVALID.value).inc()
         raise InvalidMetadata(f"Malformed checkout metadata: {error.message}") from None
     return outcome, request.id if request else None
-
-
-routes = [
-    Route("/api/checkout", checkout, methods=["POST"]),
-    Route("/api/stripe/webhook", webhook, methods=["POST"]),
-]

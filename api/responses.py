@@ -7,13 +7,16 @@ Bodies are read up to `MAX_BODY_BYTES` (refused with 413 before more is read) an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
+from base.decoding import decode
 from base.errors import BodyTooLarge, Conflict, FavdispatchError, InternalError, InvalidInput, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -24,9 +27,9 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 
 
-def typed(body: msgspec.Struct, status_code: int = 200) -> Response:
+def typed(body: msgspec.Struct, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A response whose body is one of `api/schemas.py`'s types, encoded by msgspec in one call."""
-    return Response(_encode(body), status_code=status_code, media_type="application/json")
+    return Response(_encode(body), status_code=status_code, headers=headers, media_type="application/json")
 
 
 def error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
@@ -60,11 +63,9 @@ async def read_json(request: Request, body_type: type[T]) -> T:
     """Read and validate a JSON body as `body_type`."""
     data = await read_body(request, request.state.services.settings.max_body_bytes)
     try:
-        return msgspec.json.decode(data, type=body_type)
+        return decode(data, body_type)
     except msgspec.ValidationError as invalid:
         raise InvalidInput(str(invalid)) from None
-    except msgspec.DecodeError:
-        raise InvalidInput("The body must be a JSON object (UTF-8 JSON text).") from None
 
 
 async def _known_error(request: Request, exc: Exception) -> Response:
@@ -78,7 +79,21 @@ async def _known_error(request: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+    response = error(exc.status_code, codes.get(exc.status_code, "http_error"), exc.detail)
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
+    return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (each method of a path may be a route of its own, and
+    Starlette's own `Allow` names only the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

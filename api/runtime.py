@@ -11,7 +11,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from databases import Database
 from prometheus_client import multiprocess
@@ -19,28 +18,27 @@ from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
 from api.auth import TokenVerifier
-from api.database import open_database
+from api.poll_log import PollLog
 from api.settings import Settings
 from api.stripe_gateway import StripeGateway
 from api.web_push import WebPushSender
+from base.database import SchemaCheck, open_database
 from base.redis_client import RedisClient
 from base.redis_client import connect as connect_redis
+from base.tasks import spawn
 from delivery.bus import Bus
 from delivery.hub import Hub
 from delivery.liveness import SocketRegistry
-from dispatch.booking import BookingRules
+from dispatch.assembly import assemble
+from dispatch.devices import Devices
 from dispatch.favorites import Favorites
 from dispatch.fulfillment import Fulfillment
-from dispatch.keeper import DeadlineKeeper
-from dispatch.keys import DispatchKeys
 from dispatch.kpis import Kpis
 from dispatch.mechanics import Mechanics
-from dispatch.offers import Offers, hand_over
 from dispatch.plans import Plans
-from dispatch.pushes import Pushes, PushSubscriptions
-from dispatch.requests import Requests
+from dispatch.pushes import Pushes
 from dispatch.usecases import Dispatcher
-from dispatch.windows import Windows
+from dispatch.views import Views
 from dispatch.workshops import Workshops
 from presence.tracker import PresenceTracker
 
@@ -59,6 +57,7 @@ class Services:
     redis: RedisClient
     bus: Bus
     database: Database
+    schema: SchemaCheck
     presence: PresenceTracker
     hub: Hub
     sockets: SocketRegistry
@@ -69,10 +68,14 @@ class Services:
     pushes: Pushes
     push_sender: WebPushSender | None
     dispatcher: Dispatcher
-    keeper: DeadlineKeeper
+    devices: Devices
+    views: Views
     fulfillment: Fulfillment
     kpis: Kpis
     stripe: StripeGateway | None
+    poll_log: PollLog
+    dispatch_loops: dict[str, Callable[[], Awaitable[None]]]  # run and kept alive by the lifespan
+    stop_dispatch: Callable[[], Awaitable[None]]
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -123,11 +126,10 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         services = await open_services(settings)
-        presence, database, redis, keeper = services.presence, services.database, services.redis, services.keeper
-        bus = services.bus
+        presence, database, redis, bus = services.presence, services.database, services.redis, services.bus
         tasks = [
             asyncio.create_task(_supervise("pubsub", bus.run)),
-            asyncio.create_task(_supervise("deadlines", keeper.run)),
+            *(asyncio.create_task(_supervise(name, loop)) for name, loop in services.dispatch_loops.items()),
             asyncio.create_task(
                 _supervise(
                     "last_seen",
@@ -156,8 +158,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
             for task in tasks:
                 task.cancel()
             await _bounded("background tasks", asyncio.gather(*tasks, return_exceptions=True))
-            await _bounded("deadline timers", keeper.stop())
-            await _bounded("pushes", services.pushes.stop())
+            await _bounded("deadline timers and pushes", services.stop_dispatch())
             if services.push_sender is not None:
                 await _bounded("push sessions", services.push_sender.close())
             try:
@@ -188,32 +189,14 @@ async def open_services(settings: Settings) -> Services:
     bus.subscribe_scripted(presence.keys.transitions, presence.replica.on_transition)
     bus.subscribe_expired(presence.on_key_expired)
     bus.on_reconnect(presence.replica.rebuild)
-    keys = DispatchKeys(settings.key_prefix)
-    hub = Hub(bus, keys.deliveries, presence.publish_to_devices if settings.routed_deliveries else None)
-    mechanics = Mechanics(database, bus, keys.changed_mechanics)
-    workshops = Workshops(database, mechanics, bus, keys.changed_workshops)
-    favorites = Favorites(database, mechanics, workshops)
-    plans = Plans(database)
-    dispatch_config = settings.dispatch_config()
-    requests = Requests(database)
-    push_sender = WebPushSender(str(settings.vapid_private_key), settings.vapid_subject) if settings.web_push else None
-    pushes = Pushes(PushSubscriptions(database), requests, push_sender, settings.push_retry_base_s)
-    dispatcher = Dispatcher(
-        requests=requests,
-        windows=Windows(redis, keys),
-        offers=Offers(hub),
-        presence=presence,
-        mechanics=mechanics,
-        workshops=workshops,
-        favorites=favorites,
-        pushes=pushes,
-        rules=BookingRules(mechanics, workshops, plans, dispatch_config.rollout_percent),
-        config=dispatch_config,
+    push_sender = (
+        WebPushSender(
+            str(settings.vapid_private_key), settings.vapid_subject, settings.push_timeout_s, settings.push_targets()
+        )
+        if settings.web_push
+        else None
     )
-    keeper = DeadlineKeeper(dispatcher, bus, keys.deadlines)
-    presence.on_revived(
-        lambda mechanic_id, connection_id: _spawn(_regreet(dispatcher, hub, mechanic_id, connection_id))
-    )
+    dispatch = assemble(database, redis, bus, presence, settings.dispatch_config(), push_sender)
     sockets = SocketRegistry(settings.presence_ttl_s)
     sockets.on_silent(lambda connection: _release_later(presence, connection.owner, connection.connection_id))
     return Services(
@@ -222,46 +205,28 @@ async def open_services(settings: Settings) -> Services:
         redis=redis,
         bus=bus,
         database=database,
+        schema=SchemaCheck(database),
         presence=presence,
-        hub=hub,
+        hub=dispatch.hub,
         sockets=sockets,
-        mechanics=mechanics,
-        workshops=workshops,
-        favorites=favorites,
-        plans=plans,
-        pushes=pushes,
+        mechanics=dispatch.mechanics,
+        workshops=dispatch.workshops,
+        favorites=dispatch.favorites,
+        plans=dispatch.plans,
+        pushes=dispatch.pushes,
         push_sender=push_sender,
-        dispatcher=dispatcher,
-        keeper=keeper,
-        fulfillment=Fulfillment(database, dispatcher),
-        kpis=Kpis(database),
+        dispatcher=dispatch.dispatcher,
+        devices=dispatch.devices,
+        views=dispatch.views,
+        fulfillment=dispatch.fulfillment,
+        kpis=dispatch.kpis,
         stripe=StripeGateway(settings) if settings.payments_enabled else None,
+        poll_log=PollLog(settings.poll_log_interval_s, logging.getLogger("api.poll_log")),
+        dispatch_loops=dispatch.loops,
+        stop_dispatch=dispatch.stop,
     )
-
-
-_side_tasks: set[asyncio.Task[Any]] = set()
-
-
-def _spawn(work: Awaitable[Any]) -> None:
-    """Run a callback's follow-up off the path that called it, keeping a reference until it ends."""
-    task = asyncio.ensure_future(work)
-    _side_tasks.add(task)
-    task.add_done_callback(_side_task_done)
-
-
-def _side_task_done(task: asyncio.Task[Any]) -> None:
-    _side_tasks.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("background step failed: %r", task.exception())
 
 
 def _release_later(presence: PresenceTracker, mechanic_id: str, connection_id: str) -> None:
     """A socket closed for silence stops counting as online now, not when its close handshake ends."""
-    _spawn(presence.untrack(mechanic_id, connection_id))
-
-
-async def _regreet(dispatcher: Dispatcher, hub: Hub, mechanic_id: str, connection_id: str) -> None:
-    """A device whose presence lapsed and came back gets what was offered (or left waiting) meanwhile."""
-    connection = hub.find(mechanic_id, connection_id)
-    if connection is not None:
-        hand_over(connection, await dispatcher.greet(mechanic_id))
+    spawn(presence.untrack(mechanic_id, connection_id))

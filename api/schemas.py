@@ -6,11 +6,19 @@ the OpenAPI document's request schemas are generated from the same types.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from base.text import PLAIN_TEXT
+from dispatch.views import AssignedSession as AssignedSession  # read models, returned by the API as they are
+from dispatch.views import Event as Event
+from dispatch.views import Events as Events
+from dispatch.views import FavoritePrompt as FavoritePrompt
+from dispatch.views import MechanicSessions as MechanicSessions
+from dispatch.views import SessionRequest as SessionRequest
+from dispatch.views import SessionRequests as SessionRequests
+from dispatch.views import Timestamp
 
 Short = Annotated[str, msgspec.Meta(max_length=20, pattern=PLAIN_TEXT)]
 Id = Annotated[str, msgspec.Meta(max_length=64, pattern=PLAIN_TEXT)]
@@ -18,27 +26,34 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=PLAIN_T
 Endpoint = Annotated[str, msgspec.Meta(max_length=2048, pattern=PLAIN_TEXT)]
 
 
+# Choice fields: validated by the decoder and listed in the schema (`tests/test_contract.py` holds them to the
+# domain's enums: `SessionType`, `Routing`, `ProviderType`).
+SessionTypeChoice = Literal["chat", "video", "diagnostic"]
+RoutingChoice = Literal["priority", "notify_and_wait", "broadcast"]
+ProviderTypeChoice = Literal["independent", "workshop"]
+
+
 class BookingBody(msgspec.Struct, frozen=True):
     """`POST /api/session-requests` and `POST /api/checkout`."""
 
-    session_type: Short
+    session_type: SessionTypeChoice
     plan_code: Short
-    routing: Short = "broadcast"
+    routing: RoutingChoice = "broadcast"
     preferred_mechanic_id: Id | None = None
     preferred_workshop_id: Annotated[
         Id | None, msgspec.Meta(description="A favorite workshop instead of a mechanic: any member may take it.")
     ] = None
-    provider_type: Short | None = None
+    provider_type: ProviderTypeChoice | None = None
 
 
 class FavoriteBody(msgspec.Struct, frozen=True):
     provider_id: Id
-    provider_type: Short | None = None
+    provider_type: ProviderTypeChoice | None = None
 
 
 class MechanicBody(msgspec.Struct, frozen=True):
     name: Name
-    provider_type: Short | None = None
+    provider_type: ProviderTypeChoice | None = None
 
 
 class WorkshopBody(msgspec.Struct, frozen=True):
@@ -64,8 +79,6 @@ class PushEndpoint(msgspec.Struct, frozen=True):
 
 
 # Responses. Timestamps are ISO-8601 UTC with milliseconds; ids are UUIDs.
-
-Timestamp = Annotated[str, msgspec.Meta(description="ISO-8601 UTC with milliseconds")]
 
 
 class Error(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -131,6 +144,9 @@ class Favorite(msgspec.Struct, frozen=True):
     online_count: Annotated[
         int | None, msgspec.Meta(description="A workshop's members online now; null for a mechanic.")
     ] = None
+    online_members: Annotated[
+        list[str] | None, msgspec.Meta(description="The names of a workshop's members online now; null for a mechanic.")
+    ] = None
 
 
 class VapidPublicKey(msgspec.Struct, frozen=True):
@@ -151,6 +167,7 @@ class WorkshopStatus(msgspec.Struct, frozen=True):
     name: str
     is_online: bool
     online_count: int
+    online_members: Annotated[list[str], msgspec.Meta(description="The names of the members online now.")]
     last_seen: Timestamp | None
     last_seen_seconds: int | None
     priority_booking: Annotated[
@@ -190,65 +207,15 @@ class MechanicCreated(msgspec.Struct, frozen=True):
     provider_type: str
 
 
-class FavoritePrompt(msgspec.Struct, frozen=True):
-    mechanic_id: str
-    name: str
-
-
-class SessionRequest(msgspec.Struct, frozen=True):
+class MechanicFound(msgspec.Struct, frozen=True):
     id: str
-    status: str
-    phase: str | None
-    routing: str
-    routing_type: str
-    session_type: str
-    plan_code: str
-    preferred_mechanic_id: str | None
-    preferred_workshop_id: str | None
-    mechanic_id: str | None
-    mechanic_name: str | None
-    attempt: int
-    priority_window_minutes: int | None
-    priority_deadline: Timestamp | None
-    priority_notified_at: Timestamp | None
-    fallback_broadcast_at: Timestamp | None
-    created_at: Timestamp | None
-    accepted_at: Timestamp | None
-    arm: str
-    message: Annotated[str, msgspec.Meta(description="The sentence the customer app shows.")]
-    favorite_prompt: FavoritePrompt | None
+    name: str
+    provider_type: str
+    workshop_id: Annotated[str | None, msgspec.Meta(description="The workshop they work for, if any.")]
 
 
-class SessionRequests(msgspec.Struct, frozen=True):
-    requests: list[SessionRequest]
-
-
-class AssignedSession(msgspec.Struct, frozen=True):
-    """An accepted session, as the socket's `assigned` frame tells it, with its plan."""
-
-    request_id: str
-    customer_name: str
-    session_type: str
-    plan_code: str
-    accepted_at: str | None
-
-
-class MechanicSessions(msgspec.Struct, frozen=True):
-    sessions: list[AssignedSession]
-
-
-class Event(msgspec.Struct, frozen=True):
-    at: Timestamp | None
-    kind: str
-    mechanic_id: str | None
-    mechanic_name: str | None  # kept for deleted mechanics too: a request's history keeps its names
-    attempt: int | None
-    detail: str | None
-
-
-class Events(msgspec.Struct, frozen=True):
-    request_id: str
-    events: list[Event]
+class MechanicsFound(msgspec.Struct, frozen=True):
+    mechanics: list[MechanicFound]
 
 
 class OnlineMechanic(msgspec.Struct, frozen=True):

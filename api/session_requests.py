@@ -4,145 +4,135 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api import schemas
 from api.auth import Role
-from api.context import authenticate, new_request_from, services
-from api.idempotency import once
+from api.context import caller, new_request_from, services
+from api.endpoints import BODY_ERRORS, CUSTOMER, MECHANIC, Endpoints
+from api.idempotency import REPLAYED, idempotency_key
 from api.responses import read_json, typed
-from api.runtime import Services
 from api.schemas import BookingBody
-from base.clock import iso
-from base.errors import InvalidInput, PaymentRequired, RequestNotFound
-from dispatch.models import SessionRequest, Status
-from dispatch.offers import assigned_frame
-from dispatch.wording import customer_message
+from base.errors import InvalidInput, PaymentRequired
 
-LIST_LIMIT = 50
+endpoint = Endpoints()
 
 
-async def request_view(svc: Services, request: SessionRequest) -> schemas.SessionRequest:
-    names = await svc.mechanics.names([i for i in (request.preferred_mechanic_id, request.mechanic_id) if i])
-    if request.preferred_workshop_id is not None:
-        names[request.preferred_workshop_id] = await svc.workshops.name_of(request.preferred_workshop_id)
-    return schemas.SessionRequest(
-        id=request.id,
-        status=request.status.value,
-        phase=request.phase.value if request.phase else None,
-        routing=request.routing.value,
-        routing_type=request.routing_type,
-        session_type=request.session_type,
-        plan_code=request.plan_code,
-        preferred_mechanic_id=request.preferred_mechanic_id,
-        preferred_workshop_id=request.preferred_workshop_id,
-        mechanic_id=request.mechanic_id,
-        mechanic_name=names.get(request.mechanic_id) if request.mechanic_id else None,
-        attempt=request.attempt,
-        priority_window_minutes=request.priority_window_minutes,
-        priority_deadline=iso(request.priority_deadline),
-        priority_notified_at=iso(request.priority_notified_at),
-        fallback_broadcast_at=iso(request.fallback_broadcast_at),
-        created_at=iso(request.created_at),
-        accepted_at=iso(request.accepted_at),
-        arm=request.arm,
-        message=customer_message(request, names),
-        favorite_prompt=await _favorite_prompt(svc, request, names),
-    )
-
-
-async def _favorite_prompt(
-    svc: Services, request: SessionRequest, names: dict[str, str]
-) -> schemas.FavoritePrompt | None:
-    """After a completed session: offer to save the mechanic, unless they already are a favorite or it was dismissed."""
-    if request.status is not Status.COMPLETED or request.mechanic_id is None:
-        return None
-    if request.favorite_prompt_dismissed_at is not None:
-        return None
-    if await svc.favorites.is_favorite(request.customer_id, request.mechanic_id):
-        return None
-    return schemas.FavoritePrompt(mechanic_id=request.mechanic_id, name=names.get(request.mechanic_id, ""))
-
-
+@endpoint(
+    "post",
+    "/api/session-requests",
+    "Book: to a favorite first (`priority`, `notify_and_wait`) or to everyone (`broadcast`).",
+    CUSTOMER,
+    body=schemas.BookingBody,
+    response=schemas.SessionRequest,
+    status=201,
+    errors=(401, 402, 403, 404, 409, *BODY_ERRORS),
+    idempotent=True,
+)
 async def create_request(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     svc = services(request)
+    key = await idempotency_key(request, principal.sub, svc.settings.max_body_bytes)
+    if key is not None and (booked := await svc.dispatcher.booked_with(key)) is not None:
+        return typed(await svc.views.request(booked), status_code=201, headers=REPLAYED)
+    body = await read_json(request, BookingBody)
+    if svc.settings.payments_enabled:
+        raise PaymentRequired()
+    try:
+        created = await svc.dispatcher.book(new_request_from(principal, body), key)
+    except Exception:
+        # A retry racing its own first try: whichever stored the key first made the booking, answer with it.
+        if key is not None and (booked := await svc.dispatcher.booked_with(key)) is not None:
+            return typed(await svc.views.request(booked), status_code=201, headers=REPLAYED)
+        raise
+    return typed(await svc.views.request(created), status_code=201)
 
-    async def book() -> Response:
-        body = await read_json(request, BookingBody)
-        if svc.settings.payments_enabled:
-            raise PaymentRequired()
-        created = await svc.dispatcher.book(new_request_from(principal, body))
-        return typed(await request_view(svc, created), status_code=201)
 
-    return await once(request, svc.database, principal.sub, svc.settings.max_body_bytes, book)
-
-
+@endpoint(
+    "get",
+    "/api/customer/session-requests",
+    "Your requests, newest first: `open` (pending or accepted, the default) or `recent` (any status).",
+    CUSTOMER,
+    response=schemas.SessionRequests,
+    errors=(401, 403, 422),
+    query={"status": {"enum": ["open", "recent"]}},
+)
 async def list_own_requests(request: Request) -> Response:
     """The customer's open requests (pending or accepted) or their most recent ones, newest first: what a
     reloaded console shows as "Your request"."""
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     which = request.query_params.get("status", "open")
     if which not in ("open", "recent"):
         raise InvalidInput("status must be one of: open, recent.")
-    svc = services(request)
-    found = await svc.dispatcher.requests.of_customer(principal.sub, open_only=which == "open", limit=LIST_LIMIT)
-    return typed(schemas.SessionRequests(requests=[await request_view(svc, r) for r in found]))
+    return typed(await services(request).views.customer_requests(principal.sub, open_only=which == "open"))
 
 
+@endpoint(
+    "get",
+    "/api/mechanic/sessions",
+    "Your accepted sessions not yet completed, oldest first (the socket greets with the same).",
+    MECHANIC,
+    response=schemas.MechanicSessions,
+    errors=(401, 403),
+)
 async def list_own_sessions(request: Request) -> Response:
     """The mechanic's accepted sessions not yet completed, oldest first (the socket greets with the same)."""
-    principal = authenticate(request, Role.MECHANIC)
-    svc = services(request)
-    assigned = await svc.dispatcher.requests.assigned_to(principal.sub, LIST_LIMIT)
-    sessions = [
-        schemas.AssignedSession(
-            request_id=frame.request_id,
-            customer_name=frame.customer_name,
-            session_type=frame.session_type,
-            plan_code=r.plan_code,
-            accepted_at=frame.accepted_at,
-        )
-        for r, frame in ((r, assigned_frame(r)) for r in assigned)
-    ]
-    return typed(schemas.MechanicSessions(sessions=sessions))
+    principal = caller(request)
+    return typed(await services(request).views.mechanic_sessions(principal.sub))
 
 
+@endpoint(
+    "get",
+    "/api/session-requests/{request_id}",
+    "One of your requests (admins: any).",
+    ("customer", "admin"),
+    response=schemas.SessionRequest,
+    errors=(401, 403, 404),
+)
 async def get_request(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER, Role.ADMIN)
-    svc = services(request)
-    found = await svc.dispatcher.requests.get(request.path_params["request_id"])
-    if principal.role is not Role.ADMIN and found.customer_id != principal.sub:
-        raise RequestNotFound()
-    return typed(await request_view(svc, found))
+    principal = caller(request)
+    customer_id = None if principal.role is Role.ADMIN else principal.sub
+    return typed(await services(request).views.request_for(request.path_params["request_id"], customer_id))
 
 
+@endpoint(
+    "post",
+    "/api/session-requests/{request_id}/cancel",
+    "Cancel your request.",
+    CUSTOMER,
+    response=schemas.SessionRequest,
+    errors=(401, 403, 404, 409),
+)
 async def cancel_request(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     svc = services(request)
     cancelled = await svc.dispatcher.cancel(principal.sub, request.path_params["request_id"])
-    return typed(await request_view(svc, cancelled))
+    return typed(await svc.views.request(cancelled))
 
 
+@endpoint(
+    "post",
+    "/api/session-requests/{request_id}/complete",
+    "End a session assigned to you.",
+    MECHANIC,
+    response=schemas.SessionRequest,
+    errors=(401, 403, 404, 409),
+)
 async def complete_request(request: Request) -> Response:
-    principal = authenticate(request, Role.MECHANIC)
+    principal = caller(request)
     svc = services(request)
     completed = await svc.dispatcher.complete(principal.sub, request.path_params["request_id"])
-    return typed(await request_view(svc, completed))
+    return typed(await svc.views.request(completed))
 
 
+@endpoint(
+    "post",
+    "/api/session-requests/{request_id}/favorite-prompt/dismiss",
+    "Dismiss the favorites prompt.",
+    CUSTOMER,
+    status=204,
+    errors=(401, 403, 404),
+)
 async def dismiss_favorite_prompt(request: Request) -> Response:
-    principal = authenticate(request, Role.CUSTOMER)
+    principal = caller(request)
     await services(request).dispatcher.dismiss_favorite_prompt(principal.sub, request.path_params["request_id"])
     return Response(status_code=204)
-
-
-routes = [
-    Route("/api/session-requests", create_request, methods=["POST"]),
-    Route("/api/customer/session-requests", list_own_requests),
-    Route("/api/mechanic/sessions", list_own_sessions),
-    Route("/api/session-requests/{request_id}", get_request),
-    Route("/api/session-requests/{request_id}/cancel", cancel_request, methods=["POST"]),
-    Route("/api/session-requests/{request_id}/complete", complete_request, methods=["POST"]),
-    Route("/api/session-requests/{request_id}/favorite-prompt/dismiss", dismiss_favorite_prompt, methods=["POST"]),
-]

@@ -14,6 +14,7 @@ from pathlib import Path
 from starlette.config import Config
 from starlette.datastructures import Secret
 
+from api.push_targets import PushTargets, host_list
 from api.web_push import new_vapid_private_key, vapid_public_key
 from base.redis_client import check_url as check_redis_url
 from dispatch.config import DispatchConfig
@@ -32,6 +33,7 @@ class Settings:
     port: int
     redis_url: str | None
     database_url: str
+    database_url_is_default: bool  # DATABASE_URL unset: a SQLite file under var/
     jwt_secret: Secret
     jwt_secret_is_generated: bool
     key_prefix: str
@@ -61,8 +63,16 @@ class Settings:
     vapid_subject: str
     vapid_is_generated: bool
     push_endpoints_may_be_loopback_http: bool
+    push_allowed_hosts: tuple[str, ...]
     push_retry_base_s: float
+    push_timeout_s: float
     routed_deliveries: bool
+    poll_log_interval_s: float
+
+    def push_targets(self) -> PushTargets:
+        return PushTargets(
+            loopback_http=self.push_endpoints_may_be_loopback_http, allowed_hosts=self.push_allowed_hosts
+        )
 
     @property
     def payments_enabled(self) -> bool:
@@ -83,6 +93,8 @@ class Settings:
             offer_ack_timeout_s=self.offer_ack_timeout_s,
             offer_resends=self.offer_resends,
             rollout_percent=self.rollout_percent,
+            push_retry_base_s=self.push_retry_base_s,
+            routed_deliveries=self.routed_deliveries,
         )
 
 
@@ -125,7 +137,10 @@ def load_settings(env_file: str | None = None) -> Settings:
     try:
         derived_public_key = vapid_public_key(vapid_private_key)
     except ValueError as invalid:
-        raise ValueError(f"VAPID_PRIVATE_KEY is not a base64url P-256 private key: {invalid}") from None
+        raise ValueError(
+            f"VAPID_PRIVATE_KEY is not a base64url P-256 private key ({invalid}): make one with "
+            "`python -m scripts.vapid_keys`"
+        ) from None
     given_public_key = config("VAPID_PUBLIC_KEY", cast=str, default="")
     if given_public_key and given_public_key != derived_public_key:
         raise ValueError("VAPID_PUBLIC_KEY does not belong to VAPID_PRIVATE_KEY (leave it unset: it is derived)")
@@ -133,6 +148,7 @@ def load_settings(env_file: str | None = None) -> Settings:
         port=config("PORT", cast=int, default=8000),
         redis_url=config("REDIS_URL", cast=str, default="") or None,
         database_url=config("DATABASE_URL", cast=str, default="") or f"sqlite:///{VAR_DIR / 'favdispatch.db'}",
+        database_url_is_default=not config("DATABASE_URL", cast=str, default=""),
         jwt_secret=Secret(raw_secret or _dev_secret()),
         jwt_secret_is_generated=is_generated,
         key_prefix=config("REDIS_KEY_PREFIX", cast=str, default="favdispatch"),
@@ -167,8 +183,11 @@ def load_settings(env_file: str | None = None) -> Settings:
         vapid_subject=config("VAPID_SUBJECT", cast=str, default="mailto:webpush@localhost"),
         vapid_is_generated=not raw_vapid,
         push_endpoints_may_be_loopback_http=config("WEB_PUSH_ALLOW_LOOPBACK_HTTP", cast=bool, default=False),
+        push_allowed_hosts=host_list(config("WEB_PUSH_ALLOWED_HOSTS", default="").split(",")),
         push_retry_base_s=config("PUSH_RETRY_BASE_S", cast=float, default=1.0),
+        push_timeout_s=config("PUSH_TIMEOUT_S", cast=float, default=5.0),
         routed_deliveries=config("ROUTED_DELIVERIES", cast=bool, default=True),
+        poll_log_interval_s=config("POLL_LOG_INTERVAL_S", cast=float, default=60.0),
     )
     _validate(settings)
     return settings
@@ -206,5 +225,9 @@ def _validate(settings: Settings) -> None:
         raise ValueError("VAPID_SUBJECT must be a mailto: or https: URL (push services contact it)")
     if settings.push_retry_base_s < 0:
         raise ValueError("PUSH_RETRY_BASE_S must be zero or more")
+    if settings.push_timeout_s <= 0:
+        raise ValueError("PUSH_TIMEOUT_S must be more than zero")
+    if settings.poll_log_interval_s < 0:
+        raise ValueError("POLL_LOG_INTERVAL_S must be zero (a line per poll) or more")
     if settings.log_level not in logging.getLevelNamesMapping():
         raise ValueError(f"LOG_LEVEL {settings.log_level!r} is not a logging level")

@@ -22,9 +22,8 @@ from api.runtime import Services
 from base.errors import FavdispatchError, InternalError, InvalidToken, MechanicNotFound, OfferUnavailable, ProtocolError
 from delivery.close_codes import CloseCode
 from delivery.hub import AsgiSend, Connection
-from delivery.ws_protocol import TextFrame
+from delivery.uvicorn_protocols import TextFrame
 from dispatch import frames
-from dispatch.offers import hand_over
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ class MechanicSocket:
         )
         svc.hub.register(connection)
         try:
-            hand_over(connection, await svc.dispatcher.greet(mechanic_id))
+            await svc.devices.greet(connection)
             # Watched for silence from here: time the server spent greeting is not the client's silence.
             svc.sockets.heard(connection)
             await self._receive_frames(svc, connection, receive)
@@ -166,8 +165,16 @@ class MechanicSocket:
                     attempt = connection.topics.get(request_id)
                     if attempt is None:
                         raise OfferUnavailable(request_id=request_id)
-                await svc.dispatcher.accept(mechanic_id, request_id, attempt)
+                await svc.dispatcher.accept(mechanic_id, request_id, attempt, via=connection.connection_id)
+                # Answered here, not through Redis: the winner learns it won even while Redis is away.
+                connection.push(frames.encode_text(frames.Accepted(request_id=request_id)))
             case frames.Decline(request_id=request_uuid):
-                await svc.dispatcher.decline(mechanic_id, str(request_uuid))
+                request_id = str(request_uuid)
+                await svc.dispatcher.decline(mechanic_id, request_id, via=connection.connection_id)
+                connection.topics.pop(request_id, None)
+                connection.push(frames.encode_text(frames.Declined(request_id=request_id)))
             case frames.GiveBack(request_id=request_uuid, reason=reason):
-                await svc.dispatcher.give_back(mechanic_id, str(request_uuid), reason)
+                request_id = str(request_uuid)
+                await svc.dispatcher.give_back(mechanic_id, request_id, reason, via=connection.connection_id)
+                connection.topics.pop(request_id, None)
+                connection.push(frames.encode_text(frames.GivenBack(request_id=request_id)))

@@ -3,14 +3,21 @@ else. Stripe's own errors are translated here into the project's error tree."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import stripe
 
 from api.settings import Settings
-from base.errors import InvalidMetadata, InvalidWebhook, PaymentProviderError, PaymentsDisabled
+from base.decoding import decode_lenient
+from base.errors import (
+    IdempotencyKeyReused,
+    InvalidMetadata,
+    InvalidWebhook,
+    PaymentProviderError,
+    PaymentsDisabled,
+    ProtocolError,
+)
 from dispatch.plans import Plan
 
 log = logging.getLogger(__name__)
@@ -28,7 +35,11 @@ class StripeGateway:
         )
         self._settings = settings
 
-    async def create_checkout(self, plan: Plan, customer_id: str, metadata: dict[str, str]) -> tuple[str, str]:
+    async def create_checkout(
+        self, plan: Plan, customer_id: str, metadata: dict[str, str], *, idempotency_key: str | None = None
+    ) -> tuple[str, str]:
+        """A Checkout Session's id and URL. With an `idempotency_key` Stripe answers a retry with the session it
+        created first, and refuses the key with other parameters (IdempotencyKeyReused)."""
         params: dict[str, Any] = {
             "mode": "payment",
             "line_items": [
@@ -47,7 +58,12 @@ class StripeGateway:
             "metadata": metadata,
         }
         try:
-            session = await self._client.v1.checkout.sessions.create_async(params=params)  # type: ignore[arg-type]
+            session = await self._client.v1.checkout.sessions.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key} if idempotency_key else None,
+            )
+        except stripe.IdempotencyError:
+            raise IdempotencyKeyReused() from None
         except stripe.StripeError as error:
             log.warning("Stripe refused a checkout: %s", error)
             raise PaymentProviderError() from None
@@ -65,6 +81,6 @@ def verify_event(settings: Settings, payload: bytes, signature: str | None) -> A
     except (stripe.SignatureVerificationError, ValueError):
         raise InvalidWebhook() from None
     try:
-        return json.loads(payload)
-    except ValueError:
-        raise InvalidMetadata("The event is not JSON.") from None
+        return decode_lenient(payload)
+    except ProtocolError as malformed:
+        raise InvalidMetadata(malformed.message) from None

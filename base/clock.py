@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -28,3 +29,16 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=8)
+def iso_ms(ms: int) -> str:
+    """`iso` of an epoch-milliseconds time; the text is kept for the latest few, so that the status polls of one
+    millisecond (every online mechanic's last_seen is now) share one."""
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_stored(at: datetime, dialect: str) -> str:
+    """A time as the database keeps it, for comparing inside SQL (a JSON batch parameter): SQLite keeps datetimes as
+    text in SQLAlchemy's format (UTC, no offset) and compares them as text."""
+    return at.isoformat() if dialect == "postgresql" else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

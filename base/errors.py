@@ -11,11 +11,12 @@ FavdispatchError
 ├── BodyTooLarge                  413  body_too_large
 ├── Conflict                      409
 │   ├── MechanicInOtherWorkshop   mechanic_in_other_workshop
+│   ├── PushEndpointTaken         push_endpoint_taken
 │   ├── RequestNotCancellable     request_not_cancellable
 │   └── RequestNotCompletable     request_not_completable
 ├── OfferUnavailable              409  offer_unavailable (taken, cancelled, or not offered to you)
 ├── NotYourRequest                403  not_your_request
-├── ProtocolError                 400  bad_message (a socket frame that is not a JSON object)
+├── ProtocolError                 400  bad_message (a body or frame that is not well-formed JSON)
 │   ├── UnknownType               unknown_type
 │   └── InvalidField              invalid_field
 ├── PaymentRequired               402  payment_required (payments are on: book through checkout)
@@ -105,14 +106,14 @@ class RequestAlreadyOpen(Conflict):
     default_message = "You already have an open request for this favorite: follow it, or cancel it to book again."
 
 
-class IdempotencyKeyInUse(Conflict):
-    code = "idempotency_key_in_use"
-    default_message = "A request with this Idempotency-Key is still being processed: retry shortly."
-
-
 class IdempotencyKeyReused(InvalidInput):
     code = "idempotency_key_reused"
     default_message = "This Idempotency-Key was used with another request body (keys are kept for 24 hours)."
+
+
+class PushEndpointTaken(Conflict):
+    code = "push_endpoint_taken"
+    default_message = "This push endpoint is registered to another mechanic."
 
 
 class RequestNotCompletable(Conflict):

@@ -29,7 +29,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 from api.auth import Role, mint_token
-from api.database import migrate
+from base.database import migrate
 from base.redis_client import RedisClient
 from base.redis_client import connect as connect_redis
 from base.stats import percentile

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0
 TOPOLOGY_REFRESH_S = 1.0
+MAX_BACKOFF_S = 0.5
 EXPIRED_CHANNEL = "__keyevent@{db}__:expired"
 
 Handler = Callable[[str], Awaitable[None]]
@@ -197,7 +198,8 @@ class Bus:
                         "pub/sub %s lost (%s); retrying in %.1fs", listening.node or "connection", error, backoff
                     )
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    # Capped low: whatever is published before the listener rejoins reaches nobody here.
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
                 finally:
                     await _close_bounded(pubsub)
         finally:
@@ -226,6 +228,8 @@ class Bus:
         for handler in self._handlers.get(channel, ()):
             try:
                 await handler(data)
+            except (RedisError, OSError) as error:  # Redis away mid-handler: what it owed is driven elsewhere
+                log.warning("handler for %s failed: %r", channel, error)
             except Exception:
                 log.exception("handler for %s failed", channel)
 

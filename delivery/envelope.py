@@ -15,6 +15,7 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
     frame: msgspec.Raw = msgspec.Raw(b"")
     to: tuple[str, ...] | None = None  # None: every connected socket but `exclude`
     exclude: tuple[str, ...] = ()
+    skip_connection: str | None = None  # the one socket its sender answered directly
     topic: str | None = None
     version: int | None = None
     repeat: bool = False

@@ -23,13 +23,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from uvicorn.protocols.utils import ClientDisconnected
-
 from delivery.bus import Bus
 from delivery.close_codes import CloseCode
 from delivery.envelope import Envelope, decode_envelope, encode_envelope
 from delivery.metrics import CONNECTED_SOCKETS, SLOW_CLIENTS_DROPPED
-from delivery.ws_protocol import TextFrame, WebSocketProtocol
+from delivery.uvicorn_protocols import ClientDisconnected, TextFrame, WebSocketProtocol
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +164,14 @@ class Hub:
         if not devices:
             del self._by_owner[connection.owner]
 
+    def connections(self) -> list[Connection]:
+        """A snapshot of this process's open sockets."""
+        return [c for c in self._everyone if not c.is_closed]
+
     def find(self, owner: str, connection_id: str) -> Connection | None:
         return next((c for c in self._by_owner.get(owner, ()) if c.connection_id == connection_id), None)
 
-    async def send(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope) -> None:
         """Deliver to the addressed sockets on every process, this one included: through the processes that hold
         the addressed mechanics' devices, or everyone's channel for a broadcast or a close (a close must reach a
         device even after its presence is gone)."""
@@ -181,7 +183,7 @@ class Hub:
 
     async def disconnect(self, owner: str, close_code: int) -> None:
         """Close every socket of an owner, on every process."""
-        await self.send(Envelope(to=(owner,), close_code=close_code))
+        await self.publish(Envelope(to=(owner,), close_code=close_code))
 
     async def _on_envelope(self, data: bytes | str) -> None:
         self.deliver_locally(decode_envelope(data))
@@ -215,4 +217,11 @@ class Hub:
             if not excluded:
                 return list(self._everyone)
             return [c for c in self._everyone if c.owner not in excluded]
-        return [c for owner in envelope.to if owner not in excluded for c in self._by_owner.get(owner, ())]
+        skip = envelope.skip_connection
+        return [
+            c
+            for owner in envelope.to
+            if owner not in excluded
+            for c in self._by_owner.get(owner, ())
+            if c.connection_id != skip
+        ]

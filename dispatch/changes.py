@@ -10,7 +10,7 @@ on SQLite, and builds each only once: building SQL costs more than running it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import ColumnElement
 
 from dispatch.models import EventKind, Phase, RoutingType, Status
-from dispatch.tables import favorites, request_exclusions, session_requests
+from dispatch.tables import idempotency_keys, request_exclusions, session_requests
 
 sr = session_requests
 
@@ -69,19 +69,6 @@ def excluding(reason: str) -> Callable[[Row], Sequence[sa.Insert]]:
     return side
 
 
-def counting_the_booking(row: Row) -> Sequence[sa.Update]:
-    """A side row: an accepted booking raises the customer's favorites it went to, the mechanic and their
-    workshop."""
-    return [
-        favorites.update()
-        .where(
-            favorites.c.customer_id == row["customer_id"],
-            favorites.c.provider_id.in_([param("mechanic"), param("workshop")]),
-        )
-        .values(booking_count=favorites.c.booking_count + 1)
-    ]
-
-
 FAVORITE_ACCEPT = "by the favorite"
 
 
@@ -128,8 +115,12 @@ CREATED_COLUMNS = (
     "checkout_session_id",
     "priority_notified_at",
     "ack_deadline",
+    "owed_at",
 )
 _created = {column: param(column) for column in CREATED_COLUMNS}
+# Every change that devices must hear of marks the request owed in its own statement; `dispatch/owed.py` clears
+# the mark once the frames are published, and re-delivers from the request's state whatever stays owed.
+_owed = {"owed_at": param("now")}
 CREATE_BROADCAST = Change(
     values=_created,
     notes=lambda row: [
@@ -152,9 +143,28 @@ CREATE_WAITING = Change(
     creates=True,
 )
 
+
+def remembering_the_key(row: Row) -> Sequence[sa.Insert]:
+    """A side row: the Idempotency-Key that made this booking, in the booking's own statement."""
+    text = sa.String
+    chosen = sa.select(
+        sa.cast(row["customer_id"], text),
+        sa.cast(sa.bindparam("idempotency_key", type_=text), text),
+        sa.cast(sa.bindparam("idempotency_fingerprint", type_=text), text),
+        row["id"],
+        row["created_at"],
+    ).where(sa.true())
+    return [idempotency_keys.insert().from_select(["owner", "key", "fingerprint", "request_id", "created_at"], chosen)]
+
+
+# The same bookings made with an Idempotency-Key: a key already stored makes the whole statement fail.
+KEYED = {
+    create: replace(create, also=remembering_the_key) for create in (CREATE_BROADCAST, CREATE_OFFERED, CREATE_WAITING)
+}
+
 MARK_OFFERED = Change(
     when=(_this_attempt, _pending, _priority, sr.c.priority_notified_at.is_(None)),
-    values={"priority_notified_at": param("now"), "ack_deadline": param("next_ack_deadline")},
+    values={"priority_notified_at": param("now"), "ack_deadline": param("next_ack_deadline"), **_owed},
     notes=lambda row: [Note(EventKind.OFFERED, row["preferred_mechanic_id"], row["attempt"], "priority")],
 )
 
@@ -175,7 +185,7 @@ OVERDUE = _overdue  # what "the ack is overdue" means, for the caller that then 
 
 RESEND = Change(
     when=(*_overdue, sr.c.offer_resends < param("max_resends")),
-    values={"offer_resends": sr.c.offer_resends + 1, "ack_deadline": param("next_ack_deadline")},
+    values={"offer_resends": sr.c.offer_resends + 1, "ack_deadline": param("next_ack_deadline"), **_owed},
     notes=lambda row: [Note(EventKind.RESENT, row["preferred_mechanic_id"], row["attempt"], resend_number(row))],
 )
 
@@ -197,9 +207,9 @@ ACCEPT = Change(
         "mechanic_id": param("mechanic"),
         "accepted_at": param("now"),
         "ack_deadline": None,
+        **_owed,
     },
     notes=lambda row: [Note(EventKind.ACCEPTED, param("mechanic"), param("attempt"), accepted_by(row))],
-    also=counting_the_booking,
 )
 
 _fall_back_values = {
@@ -208,6 +218,7 @@ _fall_back_values = {
     "fallback_broadcast_at": param("now"),
     "reroute_reason": param("reason"),
     "ack_deadline": None,
+    **_owed,
 }
 
 
@@ -249,6 +260,7 @@ GIVE_BACK = Change(
             ),
             else_=sr.c.fallback_broadcast_at,
         ),
+        **_owed,
     },
     notes=lambda row: [
         Note(EventKind.MECHANIC_CANCELLED, param("mechanic"), row["attempt"], param("detail")),
@@ -260,7 +272,13 @@ GIVE_BACK = Change(
 
 CANCEL = Change(
     when=(sa.or_(_pending, sr.c.status == Status.ACCEPTED.value),),
-    values={"status": Status.CANCELLED.value, "phase": None, "cancelled_at": param("now"), "ack_deadline": None},
+    values={
+        "status": Status.CANCELLED.value,
+        "phase": None,
+        "cancelled_at": param("now"),
+        "ack_deadline": None,
+        **_owed,
+    },
     notes=lambda row: [Note(EventKind.CANCELLED, detail="by customer")],
 )
 

@@ -11,3 +11,5 @@ class DispatchConfig:
     offer_ack_timeout_s: float
     offer_resends: int
     rollout_percent: int
+    push_retry_base_s: float
+    routed_deliveries: bool  # False: every envelope to every process (the way before routing, kept to compare)

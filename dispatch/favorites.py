@@ -3,6 +3,7 @@ everywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,11 +13,31 @@ from databases import Database
 from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
 from base.ids import canonical_id
+from base.sql import insert_ignoring_conflict
 from base.tables import mechanics
 from dispatch.mechanics import Mechanics, ProviderType
-from dispatch.sql import insert_ignoring_conflict
-from dispatch.tables import favorites, workshops
+from dispatch.models import Status
+from dispatch.tables import favorites, session_requests, workshops
 from dispatch.workshops import Workshops
+
+sr = session_requests
+
+
+def _sessions_with(provider_id: sa.ColumnElement[str], is_mechanic: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    """How many of the customer's sessions a favorite gave, counted from the sessions themselves (so a favorite
+    added after its session counts it, and one given back does not): completed sessions, each counted once, for
+    the workshop it was booked through, else for the mechanic who gave it."""
+    booked_through_workshop = sr.c.preferred_workshop_id == provider_id
+    given_by_mechanic = sa.and_(sr.c.mechanic_id == provider_id, sr.c.preferred_workshop_id.is_(None))
+    return (
+        sa.select(sa.func.count())
+        .where(
+            sr.c.customer_id == favorites.c.customer_id,
+            sr.c.status == Status.COMPLETED.value,
+            sa.or_(sa.and_(is_mechanic, given_by_mechanic), sa.and_(~is_mechanic, booked_through_workshop)),
+        )
+        .scalar_subquery()
+    )
 
 
 @dataclass(frozen=True)
@@ -39,9 +60,13 @@ class Favorites:
         """The customer's favorite mechanics and workshops that are not deleted, most booked first (the seed's
         smart default)."""
         is_mechanic = favorites.c.provider_type == ProviderType.INDEPENDENT.value
+        booked = _sessions_with(favorites.c.provider_id, is_mechanic).label("booking_count")
         rows = await self._db.fetch_all(
             sa.select(
-                favorites,
+                favorites.c.provider_id,
+                favorites.c.provider_type,
+                favorites.c.created_at,
+                booked,
                 sa.func.coalesce(mechanics.c.name, workshops.c.name).label("name"),
                 mechanics.c.last_seen_at,
             )
@@ -57,7 +82,7 @@ class Favorites:
                 favorites.c.customer_id == customer_id,
                 sa.or_(mechanics.c.id.is_not(None), workshops.c.id.is_not(None)),
             )
-            .order_by(favorites.c.booking_count.desc(), favorites.c.created_at.desc())
+            .order_by(booked.desc(), favorites.c.created_at.desc())
         )
         return [
             Favorite(
@@ -87,7 +112,6 @@ class Favorites:
                 provider_id=favorite_id,
                 provider_type=provider_type.value,
                 created_at=utc_now(),
-                booking_count=0,
             )
             .returning(favorites.c.provider_id)
         )
@@ -102,13 +126,14 @@ class Favorites:
             favorites.delete().where(favorites.c.customer_id == customer_id, favorites.c.provider_id == canonical)
         )
 
-    async def is_favorite(self, customer_id: str, mechanic_id: str) -> bool:
-        row = await self._db.fetch_one(
+    async def which_are_favorites(self, customer_id: str, provider_ids: Sequence[str]) -> set[str]:
+        """Those of `provider_ids` (mechanics or workshops) the customer has saved, in one query."""
+        rows = await self._db.fetch_all(
             sa.select(favorites.c.provider_id).where(
-                favorites.c.customer_id == customer_id, favorites.c.provider_id == mechanic_id
+                favorites.c.customer_id == customer_id, favorites.c.provider_id.in_(provider_ids)
             )
         )
-        return row is not None
+        return {str(row["provider_id"]) for row in rows}
 
     async def forget(self, provider_id: str) -> None:
         """A deleted mechanic or workshop disappears from every customer's favorites."""

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 
+from base.decoding import decode as decode_json
 from base.errors import FavdispatchError, InvalidField, ProtocolError, UnknownType
 from base.text import PLAIN_TEXT
 from dispatch.models import MAX_ATTEMPT
@@ -76,6 +77,8 @@ class Offer(_Frame, tag="offer"):
     session_type: str
     expires_at: str | None
     attempt: int
+    # A priority offer to a favorite workshop's members names the workshop the customer chose; None otherwise.
+    workshop_name: str | None = None
 
 
 class OfferRevoked(_Frame, tag="offer_revoked"):
@@ -112,14 +115,13 @@ class Error(_Frame, tag="error"):
 
 ServerFrame = Welcome | HeartbeatAck | Offer | OfferRevoked | Accepted | Declined | GivenBack | Assigned | Error
 
-_decoder = msgspec.json.Decoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
 
 
 def decode(frame: str | bytes) -> ClientFrame:
     """Parse one client frame; a ProtocolError with a precise code names what is wrong."""
     try:
-        decoded: ClientFrame = _decoder.decode(frame)
+        decoded: ClientFrame = decode_json(frame, ClientFrame, what="frame")  # type: ignore[arg-type]
         return decoded
     except msgspec.ValidationError as error:
         message = str(error)
@@ -128,8 +130,6 @@ def decode(frame: str | bytes) -> ClientFrame:
         if message.startswith("Expected `object`"):
             raise ProtocolError("Frames must be JSON objects.") from None
         raise InvalidField(message) from None
-    except msgspec.DecodeError:
-        raise ProtocolError("Frames must be JSON objects (UTF-8 JSON text).") from None
 
 
 def encode(frame: ServerFrame) -> bytes:

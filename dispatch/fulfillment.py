@@ -1,4 +1,4 @@
-"""Creating requests from paid Stripe Checkout Sessions, exactly once.
+"""Paid bookings: what a Stripe Checkout Session carries, and the request a paid one creates, exactly once.
 
 Stripe delivers each event at least once, retries for days and does not keep order. The event id and the
 Checkout Session id are unique keys, written in the same transaction as the request, so a duplicate event or a
@@ -16,10 +16,11 @@ from databases import Database
 from base.clock import utc_now
 from base.errors import InvalidInput
 from base.ids import canonical_id
+from base.sql import insert_ignoring_conflict
 from base.text import printable
 from dispatch.booking import NewRequest, PreparedRequest
-from dispatch.models import SessionRequest
-from dispatch.sql import insert_ignoring_conflict
+from dispatch.models import Routing, RoutingType, SessionRequest
+from dispatch.plans import Plan, Plans
 from dispatch.tables import stripe_events
 from dispatch.usecases import Dispatcher
 
@@ -81,10 +82,29 @@ def _new_request(metadata: dict[str, str]) -> NewRequest:
     )
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """What a Checkout Session for a booking is made of: the plan it charges and the booking in its metadata."""
+
+    plan: Plan
+    metadata: dict[str, str]
+
+
 class Fulfillment:
-    def __init__(self, database: Database, dispatcher: Dispatcher) -> None:
+    def __init__(self, database: Database, dispatcher: Dispatcher, plans: Plans) -> None:
         self._db = database
         self._dispatcher = dispatcher
+        self._plans = plans
+
+    async def checkout(self, new: NewRequest) -> Checkout:
+        """A booking to be paid for: validated and routed as it would be booked now (a customer with an open
+        request for this favorite is told so before paying), carried in the session's metadata."""
+        prepared = await self._dispatcher.prepare(new)
+        await self._dispatcher.refuse_second_open_request(prepared)
+        is_broadcast = prepared.routing is Routing.BROADCAST
+        routing_type = RoutingType.BROADCAST if is_broadcast else RoutingType.PRIORITY_BROADCAST
+        plan = await self._plans.get(prepared.plan_code)
+        return Checkout(plan, metadata_for(new, prepared, routing_type.value))
 
     async def fulfill(self, paid: PaidCheckout) -> tuple[Outcome, SessionRequest | None]:
         """Create the request a paid checkout bought, unless this event or this session was already handled.

@@ -32,9 +32,7 @@ from typing import Any
 
 from base.clock import utc_now
 from delivery.bus import Bus
-from dispatch.models import FallbackReason
-from dispatch.requests import Clock, Deadline
-from dispatch.usecases import Dispatcher
+from dispatch.deadlines import Clock, Deadline, Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +42,8 @@ BATCH = 1000
 
 
 class DeadlineKeeper:
-    def __init__(self, dispatcher: Dispatcher, bus: Bus, channel: str) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, deadlines: Deadlines, bus: Bus, channel: str) -> None:
+        self._deadlines = deadlines
         self._bus = bus
         self._channel = channel
         self._scheduled: set[tuple[str, str, int, int]] = set()
@@ -59,14 +57,14 @@ class DeadlineKeeper:
 
     async def recover(self) -> None:
         """Rebuild window keys from the database (overdue ones fall back now)."""
-        count = await self._dispatcher.rearm_windows()
+        count = await self._deadlines.rearm_windows()
         if count:
             log.info("re-armed %d priority windows from the database", count)
         self._next_poll = 0.0  # and read every upcoming deadline again
 
     async def run(self) -> None:
         await self.recover()
-        changed_here = self._dispatcher.deadlines_changed
+        board = self._deadlines.board
         loop = asyncio.get_running_loop()
         this_task = asyncio.current_task()
         assert this_task is not None
@@ -76,29 +74,28 @@ class DeadlineKeeper:
                 # redis-py on Python 3.11: the publish returned and the task, still "cancelling", carried on, so a
                 # shutdown awaiting it waited out its bound and a test awaiting it hung): honoured here.
                 raise asyncio.CancelledError
-            changed_here.clear()
-            armed, self._dispatcher.armed = self._dispatcher.armed, []
-            met, self._dispatcher.met = self._dispatcher.met, []
+            board.changed.clear()
+            armed, met = board.take()
             if armed or met:
                 for deadline in armed:
                     self._schedule(deadline)
                 self._drop(met)
                 try:
                     await self._bus.publish(self._channel, self._note(armed, met))
-                except Exception:
-                    log.exception("could not tell other processes of deadlines armed or met (their polls find them)")
+                except Exception as error:  # noqa: BLE001  (Redis away: their polls find them)
+                    log.warning("could not tell other processes of deadlines armed or met (%r)", error)
             if loop.time() >= self._next_poll:
                 self._next_poll = loop.time() + IDLE_POLL_S
                 try:
                     await self._schedule_upcoming()
                 except Exception:
                     log.exception("deadline poll failed; retrying")
-            if not changed_here.is_set():
+            if not board.changed.is_set():
                 # `asyncio.timeout`, not `wait_for`, which on Python 3.11 swallows a cancellation that arrives as
                 # the event is set.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, self._next_poll - loop.time())):
-                        await changed_here.wait()
+                        await board.changed.wait()
 
     def _note(self, armed: list[Deadline], met: list[Clock]) -> str:
         return json.dumps({"from": self._signature, "deadlines": [astuple(d) for d in armed], "met": met})
@@ -119,7 +116,7 @@ class DeadlineKeeper:
 
     async def _schedule_upcoming(self) -> None:
         horizon = utc_now() + timedelta(seconds=HORIZON_S)
-        for deadline in await self._dispatcher.requests.deadlines_before(horizon, BATCH):
+        for deadline in await self._deadlines.due_before(horizon, BATCH):
             self._schedule(deadline)
 
     def _schedule(self, deadline: Deadline) -> None:
@@ -149,9 +146,9 @@ class DeadlineKeeper:
                 await asyncio.sleep(remaining_s)
             self._wake((kind, request_id, attempt), resends)
             if kind == "window":
-                await self._close_window(request_id, attempt)
+                await self._deadlines.close_window(request_id, attempt)
             else:
-                await self._dispatcher.resend_or_fall_back(request_id, attempt)
+                await self._deadlines.resend_or_fall_back(request_id, attempt)
         except Exception:
             log.exception("deadline %s for %s failed; the next poll retries it", kind, request_id)
         finally:
@@ -163,18 +160,15 @@ class DeadlineKeeper:
         if not timers:
             self._asleep.pop(clock, None)
 
-    async def _close_window(self, request_id: str, attempt: int) -> None:
-        await self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW)
-
     async def _on_expired(self, key: str) -> None:
-        parsed = self._dispatcher.windows.keys.parse_window(key)
+        parsed = self._deadlines.window_of(key)
         if parsed is None:
             return
         request_id, attempt = parsed
         if ("window", request_id, attempt, 0) in self._scheduled:
             return  # this process's timer falls back at the deadline itself
         # Off the pub/sub loop: deliveries must not queue behind a database write.
-        task = asyncio.create_task(self._dispatcher.fall_back(request_id, attempt, FallbackReason.WINDOW))
+        task = asyncio.create_task(self._deadlines.close_window(request_id, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -10,7 +10,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from databases import Database
 from base.clock import as_utc, iso
 from base.stats import percentile
 from dispatch.changes import FAVORITE_ACCEPT
-from dispatch.models import EventKind
+from dispatch.models import Columns, EventKind
 from dispatch.rollout import Arm
 from dispatch.tables import request_events, session_requests
 
@@ -79,6 +79,23 @@ class Kpis:
             }
             report["ab_test"] = _compare(arms[Arm.PRIORITY.value], arms[Arm.CONTROL.value], accepted_by)
         return report
+
+    async def series(self, end: datetime, bucket: timedelta, count: int) -> list[tuple[datetime, dict[str, Any]]]:
+        """The KPIs of `count` consecutive buckets ending at `end`, oldest first, each as `report` gives them
+        for both arms together (with the end of its bucket): one read of the whole span, not one per bucket."""
+        since = end - bucket * count
+        requests = await self._requests(since, end)
+        ids = [r.id for r in requests]
+        accepted_by = await self._accepters(ids)
+        fallback_reasons = await self._fallback_reasons(ids)
+        history = await self._accepted_history(end)
+        series = []
+        for i in range(count):
+            start, stop = since + bucket * i, since + bucket * (i + 1)
+            chosen = [r for r in requests if start <= r.created_at < stop]
+            before = {customer: [h for h in past if h[0] < stop] for customer, past in history.items()}
+            series.append((stop, _metrics(chosen, accepted_by, fallback_reasons, before)))
+        return series
 
     async def _requests(self, since: datetime | None, until: datetime | None) -> list[_Request]:
         sr = session_requests
@@ -150,13 +167,7 @@ def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
 
 def _request(row: Any) -> _Request:
     m = row._mapping
-
-    def text(name: str) -> str | None:
-        return str(m[name]) if m[name] is not None else None
-
-    def ts(name: str) -> datetime | None:
-        return as_utc(m[name]) if m[name] is not None else None
-
+    ts, text = Columns(m).time, Columns(m).text
     return _Request(
         id=str(m["id"]),
         customer_id=str(m["customer_id"]),

@@ -22,9 +22,9 @@ from databases import Database
 from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
 from base.ids import canonical_id
+from base.sql import Prepared, contains_text
 from base.tables import mechanics
 from delivery.bus import Bus
-from dispatch.sql import Prepared
 
 
 class ProviderType(StrEnum):
@@ -149,6 +149,16 @@ class Mechanics:
                 del self._reading[mechanic_id]
         if not read.cancelled():
             read.exception()  # its callers got it; retrieved here too, in case every caller had gone
+
+    async def named(self, part: str, limit: int) -> list[Mechanic]:
+        """Live mechanics whose name contains `part` (in any case), by name: how operations picks one."""
+        rows = await self._db.fetch_all(
+            sa.select(mechanics)
+            .where(mechanics.c.deleted_at.is_(None), contains_text(mechanics.c.name, part))
+            .order_by(mechanics.c.name, mechanics.c.created_at)
+            .limit(limit)
+        )
+        return [_mechanic(row) for row in rows]
 
     async def names(self, mechanic_ids: list[str]) -> dict[str, str]:
         """Names by id, deleted mechanics included (a request's history keeps its names): live ones from the

@@ -20,5 +20,4 @@ FALLBACK_LATENESS = Histogram(
     "From a priority window's deadline to its fallback broadcast",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-WEBHOOK_EVENTS = Counter("favdispatch_webhook_events_total", "Stripe webhook events, by outcome", ["outcome"])
 PUSHES_SENT = Counter("pushes_sent", "Web Push notifications, by outcome (sent, failed, gone)", ["outcome"])

@@ -101,6 +101,21 @@ def parse_offer_id(value: str) -> tuple[str, int, OfferKind] | None:
 
 
 @dataclass(frozen=True)
+class Columns:
+    """A row's columns as the domain reads them: ids as text, times in UTC (SQLite hands back naive ones)."""
+
+    mapping: Any
+
+    def text(self, name: str) -> str | None:
+        value = self.mapping[name]
+        return str(value) if value is not None else None
+
+    def time(self, name: str) -> datetime | None:
+        value = self.mapping[name]
+        return as_utc(value) if value is not None else None
+
+
+@dataclass(frozen=True)
 class SessionRequest:
     id: str
     customer_id: str
@@ -131,17 +146,12 @@ class SessionRequest:
     arm: str
     checkout_session_id: str | None
     favorite_prompt_dismissed_at: datetime | None
+    owed_at: datetime | None  # a change devices must still hear of (dispatch/owed.py)
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRequest:
         m = row._mapping
-
-        def ts(name: str) -> datetime | None:
-            return as_utc(m[name]) if m[name] is not None else None
-
-        def text(name: str) -> str | None:
-            return str(m[name]) if m[name] is not None else None
-
+        ts, text = Columns(m).time, Columns(m).text
         return cls(
             id=str(m["id"]),
             customer_id=str(m["customer_id"]),
@@ -172,4 +182,5 @@ class SessionRequest:
             arm=m["arm"],
             checkout_session_id=m["checkout_session_id"],
             favorite_prompt_dismissed_at=ts("favorite_prompt_dismissed_at"),
+            owed_at=ts("owed_at"),
         )

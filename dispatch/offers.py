@@ -14,7 +14,7 @@ from base.clock import iso
 from delivery.close_codes import CloseCode
 from delivery.envelope import Envelope
 from delivery.hub import Connection, Hub
-from delivery.ws_protocol import TextFrame
+from delivery.uvicorn_protocols import TextFrame
 from dispatch import frames
 from dispatch.models import OfferKind, RevokeReason, SessionRequest, offer_id
 from dispatch.wording import DEFAULT_CUSTOMER_NAME
@@ -27,24 +27,30 @@ def _raw(frame: frames.ServerFrame) -> msgspec.Raw:
 
 @dataclass(frozen=True)
 class Greeting:
-    """A frame for one device that just connected; offers carry their topic and version."""
+    """A frame for one device that just connected (or missed frames); offers carry their topic and version, a
+    revocation the topic it `releases`."""
 
     frame: frames.ServerFrame
     topic: str | None = None
     version: int | None = None
+    releases: str | None = None
 
 
 def hand_over(connection: Connection, greetings: list[Greeting]) -> None:
     """Write greetings to one device; offers it already holds at that attempt are not repeated."""
     for greeting in greetings:
         frame = TextFrame(frames.encode(greeting.frame))
-        if greeting.topic is not None and greeting.version is not None:
+        if greeting.releases is not None:
+            connection.topics.pop(greeting.releases, None)
+            connection.write(frame)
+        elif greeting.topic is not None and greeting.version is not None:
             connection.offer(frame, greeting.topic, greeting.version)
         else:
             connection.write(frame)
 
 
-def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:
+def offer_frame(request: SessionRequest, kind: OfferKind, workshop_name: str | None = None) -> frames.Offer:
+    """`workshop_name`: the favorite workshop a priority offer goes to its members for."""
     return frames.Offer(
         offer_id=offer_id(request.id, request.attempt, kind),
         request_id=request.id,
@@ -53,6 +59,7 @@ def offer_frame(request: SessionRequest, kind: OfferKind) -> frames.Offer:
         session_type=request.session_type,
         expires_at=iso(request.priority_deadline) if kind is OfferKind.PRIORITY else None,
         attempt=request.attempt,
+        workshop_name=workshop_name if kind is OfferKind.PRIORITY else None,
     )
 
 
@@ -69,14 +76,16 @@ class Offers:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def priority(self, request: SessionRequest, *, to: tuple[str, ...], repeat: bool = False) -> None:
-        """To every device of the favorite, or of each member of the favorite workshop (`repeat`: even devices
-        that already hold this attempt)."""
+    async def priority(
+        self, request: SessionRequest, *, to: tuple[str, ...], repeat: bool = False, workshop_name: str | None = None
+    ) -> None:
+        """To every device of the favorite, or of each member of the favorite workshop `workshop_name` (`repeat`:
+        even devices that already hold this attempt)."""
         if not to:
             return
-        await self._hub.send(
+        await self._hub.publish(
             Envelope(
-                frame=_raw(offer_frame(request, OfferKind.PRIORITY)),
+                frame=_raw(offer_frame(request, OfferKind.PRIORITY, workshop_name)),
                 to=to,
                 topic=request.id,
                 version=request.attempt,
@@ -85,7 +94,7 @@ class Offers:
         )
 
     async def broadcast(self, request: SessionRequest, excluded: tuple[str, ...]) -> None:
-        await self._hub.send(
+        await self._hub.publish(
             Envelope(
                 frame=_raw(offer_frame(request, OfferKind.BROADCAST)),
                 exclude=excluded,
@@ -98,7 +107,7 @@ class Offers:
         self, request_id: str, reason: RevokeReason, *, to: tuple[str, ...] | None = None, but: str | None = None
     ) -> None:
         """Withdraw an offer from the devices holding it (only those of `to`, or all but `but`'s)."""
-        await self._hub.send(
+        await self._hub.publish(
             Envelope(
                 frame=_raw(frames.OfferRevoked(request_id=request_id, reason=reason.value)),
                 to=to,
@@ -108,12 +117,21 @@ class Offers:
             )
         )
 
-    async def tell(self, mechanic_id: str, frame: frames.ServerFrame, *, releasing: str | None = None) -> None:
-        """A frame to every device of one mechanic; `releasing` also drops that request from the devices."""
-        await self._hub.send(
+    async def tell(
+        self,
+        mechanic_id: str,
+        frame: frames.ServerFrame,
+        *,
+        releasing: str | None = None,
+        skip: str | None = None,
+    ) -> None:
+        """A frame to every device of one mechanic but the connection `skip` (answered by its caller);
+        `releasing`: only to the devices holding that request, which drop it."""
+        await self._hub.publish(
             Envelope(
                 frame=_raw(frame),
                 to=(mechanic_id,),
+                skip_connection=skip,
                 to_holders_of=releasing,
                 release=releasing is not None,
             )

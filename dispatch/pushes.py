@@ -22,11 +22,12 @@ from databases import Database
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from base.clock import iso, utc_now
+from base.errors import PushEndpointTaken
+from base.sql import insert_ignoring_conflict
 from dispatch.changes import Note
 from dispatch.metrics import PUSHES_SENT
 from dispatch.models import EventKind, SessionRequest
 from dispatch.requests import Requests
-from dispatch.sql import insert_ignoring_conflict
 from dispatch.tables import push_deliveries, push_subscriptions
 from dispatch.wording import DEFAULT_CUSTOMER_NAME
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TITLE = "Priority Request from Your Favorite Customer!"
 RETRIES = 2  # after the first attempt
+PUSHES_AT_ONCE = 64  # a process's pushes in flight (each device its own), whatever the number of requests
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class PushSubscriptions:
         self._db = database
 
     async def save(self, mechanic_id: str, endpoint: str, p256dh: str, auth: str) -> bool:
-        """Store a device's subscription; True when it is new. The same endpoint again replaces its keys and owner
-        (a browser that resubscribed, or a device signed in as someone else)."""
+        """Store a device's subscription; True when it is new. The same mechanic's endpoint again replaces its
+        keys (a browser that resubscribed). An endpoint belongs to the mechanic who registered it first: another's
+        registration of it is refused (PushEndpointTaken), or knowing a URL would be enough to take its pushes."""
         table = push_subscriptions
         inserted = await self._db.fetch_one(
             insert_ignoring_conflict(self._db, table)
@@ -104,11 +107,14 @@ class PushSubscriptions:
             .returning(table.c.id)
         )
         if inserted is None:
-            await self._db.execute(
+            updated = await self._db.fetch_one(
                 table.update()
-                .where(table.c.endpoint == endpoint)
-                .values(mechanic_id=mechanic_id, p256dh=p256dh, auth=auth)
+                .where(table.c.endpoint == endpoint, table.c.mechanic_id == mechanic_id)
+                .values(p256dh=p256dh, auth=auth)
+                .returning(table.c.id)
             )
+            if updated is None:
+                raise PushEndpointTaken()
         return inserted is not None
 
     async def remove(self, mechanic_id: str, endpoint: str) -> None:
@@ -153,6 +159,7 @@ class Pushes:
         self._sender = sender  # None: WEB_PUSH=off
         self._retry_base_s = retry_base_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self._at_once = asyncio.Semaphore(PUSHES_AT_ONCE)
 
     def notify_later(self, request: SessionRequest, mechanic_ids: tuple[str, ...]) -> None:
         """Push to every device of these mechanics, off the caller's path (a booking does not wait on push
@@ -164,10 +171,20 @@ class Pushes:
         task.add_done_callback(self._tasks.discard)
 
     async def notify(self, request: SessionRequest, mechanic_ids: tuple[str, ...]) -> None:
+        """Every device at once, each on its own: one device's retries, backoff or hanging push service never
+        delay another's first push (each attempt is bounded by the sender's timeouts)."""
         if self._sender is None:
             return
         push = Push(payload=offer_payload(request), ttl_s=_seconds_left(request), topic=request.id.replace("-", ""))
-        for subscription in await self.subscriptions.of(mechanic_ids):
+        subscriptions = await self.subscriptions.of(mechanic_ids)
+        outcomes = await asyncio.gather(
+            *(self._claim_and_deliver(request, s, push) for s in subscriptions), return_exceptions=True
+        )
+        for failure in (o for o in outcomes if isinstance(o, Exception)):
+            log.warning("push for request %s could not be recorded: %r", request.id, failure)
+
+    async def _claim_and_deliver(self, request: SessionRequest, subscription: Subscription, push: Push) -> None:
+        async with self._at_once:
             if await self.subscriptions.claim(request.id, subscription.id):
                 await self._deliver(request, subscription, push)
 

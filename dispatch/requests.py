@@ -1,16 +1,17 @@
 """The only code that writes session requests, their event log and their exclusions.
 
 Every change of a request is a `Change` (`dispatch/changes.py`): one conditional `UPDATE … RETURNING` (or the
-`INSERT` of a new request), its event rows and whatever the same change must count (a favorite's booking count,
-an exclusion), written atomically: one statement on PostgreSQL, one transaction on SQLite. Whichever caller's
+`INSERT` of a new request), its event rows and the rows it touches beside the request (an exclusion, a remembered
+Idempotency-Key), written atomically: one statement on PostgreSQL, one transaction on SQLite. Whichever caller's
 update returns the row owns the change; a process that dies at any point leaves either all of it or none of it.
 The conditions make the races safe across processes: the database decides.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,37 +20,49 @@ import sqlalchemy as sa
 from databases import Database
 from sqlalchemy.sql import ClauseElement, ColumnElement
 
-from base.clock import as_utc, utc_now
+from base.clock import as_stored, as_utc, utc_now
 from base.errors import RequestNotFound
 from base.ids import canonical_id
+from base.sql import Prepared, contains_text, insert_ignoring_conflict, starts_with_text
+from base.tables import mechanics
 from dispatch.changes import OVERDUE, Change, Note, param
+from dispatch.deadlines import Deadline
 from dispatch.events import Event
 from dispatch.models import Phase, SessionRequest, Status
-from dispatch.sql import Prepared, insert_ignoring_conflict
 from dispatch.tables import request_events, request_exclusions, session_requests
 
 sr = session_requests
 
-MAX_DETAIL = 500
-_OVERDUE = sa.select(sr.c.id).where(sr.c.id == param("request_id"), *OVERDUE)
-OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
-
-
-Clock = tuple[str, str, int]
-"""A deadline's kind, request and attempt: what stops it, whatever its due time and resends."""
-
 
 @dataclass(frozen=True)
-class Deadline:
-    kind: str  # "window" or "ack"
-    request_id: str
-    attempt: int
-    resends: int
-    due_epoch: float
+class RequestSearch:
+    """What support looks a request up by; every criterion given must match. Text matches a name in part, in any
+    case; an id matches exactly (a request's id also by its first characters, as the console shows it)."""
 
-    @property
-    def clock(self) -> Clock:
-        return (self.kind, self.request_id, self.attempt)
+    request_id: str | None = None
+    customer: str | None = None  # their id, or part of the name they booked under
+    mechanic: str | None = None  # the favorite's or the accepting mechanic's id, or part of their name
+    since: datetime | None = None
+    until: datetime | None = None
+    open_only: bool = False
+
+
+MAX_DETAIL = 500
+_OVERDUE = sa.select(sr.c.id).where(sr.c.id == param("request_id"), *OVERDUE)
+# A request delivered is settled only if no later change marked it again (its mark is still the one delivered).
+_SETTLE = {
+    "sqlite": sa.text(
+        "UPDATE session_requests SET owed_at = NULL"
+        " FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at FROM json_each(:done))"
+        " AS done WHERE session_requests.id = done.id AND session_requests.owed_at = done.at"
+    ),
+    "postgresql": sa.text(
+        "UPDATE session_requests SET owed_at = NULL"
+        " FROM json_to_recordset(CAST(:done AS json)) AS done(id uuid, at timestamptz)"
+        " WHERE session_requests.id = done.id AND session_requests.owed_at = done.at"
+    ),
+}
+OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
 
 
 class Requests:
@@ -69,11 +82,36 @@ class Requests:
             raise RequestNotFound()
         return SessionRequest.from_row(row)
 
-    async def open_requests(self, limit: int = 200) -> list[SessionRequest]:
-        """Pending and accepted requests, newest first: what operations watches."""
-        rows = await self._db.fetch_all(
-            sa.select(sr).where(sr.c.status.in_(OPEN_STATUSES)).order_by(sr.c.created_at.desc()).limit(limit)
-        )
+    async def many(self, request_ids: Iterable[str]) -> list[SessionRequest]:
+        canonical = [c for c in map(canonical_id, request_ids) if c is not None]
+        if not canonical:
+            return []
+        rows = await self._db.fetch_all(sa.select(sr).where(sr.c.id.in_(canonical)))
+        return [SessionRequest.from_row(row) for row in rows]
+
+    async def search(self, wanted: RequestSearch, limit: int = 100) -> list[SessionRequest]:
+        """Requests of any status matching every criterion given, newest first: what support looks up."""
+        query = sa.select(sr)
+        if wanted.open_only:
+            query = query.where(sr.c.status.in_(OPEN_STATUSES))
+        if wanted.request_id:
+            exact = canonical_id(wanted.request_id)
+            query = query.where(sr.c.id == exact if exact else starts_with_text(sr.c.id, wanted.request_id))
+        if wanted.customer:
+            customer_id = canonical_id(wanted.customer)
+            query = query.where(
+                sr.c.customer_id == customer_id if customer_id else contains_text(sr.c.customer_name, wanted.customer)
+            )
+        if wanted.mechanic:
+            mechanic_id = canonical_id(wanted.mechanic)
+            named = sa.select(mechanics.c.id).where(contains_text(mechanics.c.name, wanted.mechanic))
+            ids = [mechanic_id] if mechanic_id else named
+            query = query.where(sa.or_(sr.c.mechanic_id.in_(ids), sr.c.preferred_mechanic_id.in_(ids)))
+        if wanted.since:
+            query = query.where(sr.c.created_at >= wanted.since)
+        if wanted.until:
+            query = query.where(sr.c.created_at < wanted.until)
+        rows = await self._db.fetch_all(query.order_by(sr.c.created_at.desc()).limit(limit))
         return [SessionRequest.from_row(row) for row in rows]
 
     async def of_customer(self, customer_id: str, *, open_only: bool, limit: int) -> list[SessionRequest]:
@@ -199,7 +237,35 @@ class Requests:
             for r in rows
         ]
 
+    async def owed(self, request_ids: Iterable[str]) -> list[SessionRequest]:
+        """Those of these requests whose last change devices have still to hear of."""
+        rows = await self._db.fetch_all(sa.select(sr).where(sr.c.id.in_(list(request_ids)), sr.c.owed_at.is_not(None)))
+        return [SessionRequest.from_row(row) for row in rows]
+
     # Writing
+
+    async def claim_owed(self, stale_before: datetime, now: datetime, limit: int) -> list[SessionRequest]:
+        """Requests owed since before `stale_before` (their process died, or could not publish), taken by this
+        caller: their mark moves to `now`, so that no other process takes them until they are stale again."""
+        stale = await self._db.fetch_all(
+            sa.select(sr.c.id).where(sr.c.owed_at <= stale_before).order_by(sr.c.owed_at).limit(limit)
+        )
+        if not stale:  # the common case, read without a write (SQLite would take its write lock for nothing)
+            return []
+        rows = await self._db.fetch_all(
+            sr.update()
+            .where(sr.c.id.in_([str(row["id"]) for row in stale]), sr.c.owed_at <= stale_before)
+            .values(owed_at=now)
+            .returning(*sr.c)
+        )
+        return [SessionRequest.from_row(row) for row in rows]
+
+    async def settle(self, delivered: Mapping[str, datetime]) -> None:
+        """Clear the marks of delivered changes, each only if no later change marked its request again: one
+        statement for the batch, of one shape whatever its size (compiled once per process)."""
+        dialect = self._db.url.dialect
+        done = [{"id": request_id, "at": as_stored(at, dialect)} for request_id, at in delivered.items()]
+        await self._db.execute(_SETTLE[dialect].bindparams(done=json.dumps(done)))
 
     async def dismiss_favorite_prompt(self, request_id: str) -> None:
         await self._db.execute(
@@ -225,9 +291,9 @@ class Requests:
     async def create(self, change: Change, values: Mapping[str, Any]) -> SessionRequest | None:
         """Store a new request (`values` of every `CREATED_COLUMNS` but the id) with its first events; None when
         a conflict refused it (its Checkout Session already made one, or an open request for this favorite)."""
-        return await self.apply(change, {**values, "id": str(uuid.uuid4())})
+        return await self.commit(change, {**values, "id": str(uuid.uuid4())})
 
-    async def apply(self, change: Change, values: Mapping[str, Any]) -> SessionRequest | None:
+    async def commit(self, change: Change, values: Mapping[str, Any]) -> SessionRequest | None:
         """Make `change` with this call's `values`, its events and side rows, atomically.
 
         Returns the request as changed, or None when its conditions no longer hold (someone else won).

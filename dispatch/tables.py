@@ -24,7 +24,6 @@ favorites = sa.Table(
     sa.Column("provider_id", UUID, nullable=False),
     sa.Column("provider_type", sa.String(20), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("booking_count", sa.Integer, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("customer_id", "provider_id", name="uq_favorites_customer_provider"),
 )
 
@@ -70,6 +69,8 @@ session_requests = sa.Table(
     sa.Column("arm", sa.String(20), nullable=False, server_default="priority"),
     sa.Column("checkout_session_id", sa.String(255), nullable=True),
     sa.Column("favorite_prompt_dismissed_at", sa.DateTime(timezone=True), nullable=True),
+    # Set by every change that devices must hear of, cleared once its frames are published (`dispatch/owed.py`).
+    sa.Column("owed_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("checkout_session_id", name="uq_session_requests_checkout_session"),
     sa.Index(
         "idx_session_requests_preferred_mechanic",
@@ -79,6 +80,12 @@ session_requests = sa.Table(
     ),
     sa.Index("idx_session_requests_open_deadlines", "status", "phase", "priority_deadline"),
     sa.Index("idx_session_requests_customer", "customer_id", "created_at"),
+    sa.Index(
+        "idx_session_requests_owed",
+        "owed_at",
+        postgresql_where=sa.text("owed_at IS NOT NULL"),
+        sqlite_where=sa.text("owed_at IS NOT NULL"),
+    ),
     # At most one open request per customer and favorite ("Book Again" twice is one booking). Paid bookings are
     # checked at checkout instead: a paid booking is never refused.
     sa.Index(
@@ -143,15 +150,15 @@ stripe_events = sa.Table(
     sa.Column("outcome", sa.String(30), nullable=False),
 )
 
-# Idempotency-Key (Stripe's convention): the first answer to a key, replayed for the same key and body for 24 hours.
+# Idempotency-Key (Stripe's convention): written in the transaction of the booking it made, so a retry finds the
+# booking or books it; replayed for the same key and body for 24 hours.
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
     sa.Column("owner", sa.String(64), primary_key=True),  # the token's subject: keys are per user
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256 of method, path and body
-    sa.Column("status_code", sa.Integer, nullable=True),  # None while the first request is being processed
-    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("request_id", UUID, nullable=False),  # the booking this key made
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

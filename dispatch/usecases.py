@@ -12,10 +12,11 @@ earlier phase is refused.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from base.clock import utc_now
@@ -44,12 +45,15 @@ from dispatch.changes import (
     FALL_BACK_AT_DEADLINE,
     FALL_BACK_DECLINED,
     GIVE_BACK,
+    KEYED,
     MARK_OFFERED,
     RESEND,
     Note,
 )
 from dispatch.config import DispatchConfig
+from dispatch.deadlines import Deadline, DeadlineBoard
 from dispatch.favorites import Favorites
+from dispatch.idempotency import IdempotencyKey, IdempotencyKeys
 from dispatch.mechanics import Mechanics
 from dispatch.metrics import (
     ACCEPTS,
@@ -73,8 +77,10 @@ from dispatch.models import (
     parse_offer_id,
 )
 from dispatch.offers import Greeting, Offers, assigned_frame, offer_frame
+from dispatch.owed import Owed
 from dispatch.pushes import Pushes
-from dispatch.requests import Clock, Deadline, Requests, sr
+from dispatch.requests import Requests, sr
+from dispatch.rollout import Arm, arm_for
 from dispatch.windows import Windows
 from dispatch.workshops import Workshop, Workshops
 from presence.tracker import PresenceTracker
@@ -98,6 +104,8 @@ class Dispatcher:
         pushes: Pushes,
         rules: BookingRules,
         config: DispatchConfig,
+        owed: Owed,
+        idempotency: IdempotencyKeys,
     ) -> None:
         self.requests = requests
         self.windows = windows
@@ -109,12 +117,12 @@ class Dispatcher:
         self._pushes = pushes
         self._rules = rules
         self.config = config
-        # Deadlines armed here and deadlines met here, and an event set with each: the keeper schedules or drops
-        # them at once, from memory, and tells the other processes (no database read per booking, no write at
-        # the deadline of an offer already acked).
-        self.armed: list[Deadline] = []
-        self.met: list[Clock] = []
-        self.deadlines_changed = asyncio.Event()
+        self._owed = owed
+        self._idempotency = idempotency
+        # Deadlines armed here and deadlines met here: the keeper schedules or drops them at once, from memory,
+        # and tells the other processes (no database read per booking, no write at the deadline of an offer
+        # already acked).
+        self.board = DeadlineBoard()
 
     # Booking
 
@@ -122,7 +130,7 @@ class Dispatcher:
         """Validate and route a booking. A priority booking for a favorite who is offline right now (a modal
         that went stale) is a notify & wait: the customer is told so instead of waiting on someone absent."""
         prepared = await self._rules.prepare(new, favorite_gone_means_broadcast=favorite_gone_means_broadcast)
-        if prepared.routing is Routing.PRIORITY and not self._any_online(prepared.audience):
+        if prepared.routing is Routing.PRIORITY and not await self._presence.any_online(prepared.audience):
             prepared = replace(
                 prepared,
                 routing=Routing.NOTIFY_AND_WAIT,
@@ -130,10 +138,16 @@ class Dispatcher:
             )
         return prepared
 
-    async def book(self, new: NewRequest) -> SessionRequest:
-        """Create a request and start routing it: at most one open request per customer and favorite."""
+    def arm_of(self, customer_id: str) -> Arm:
+        """The arm of the A/B rollout a customer's bookings are in (priority to a favorite, or broadcast only)."""
+        return arm_for(customer_id, self.config.rollout_percent)
+
+    async def book(self, new: NewRequest, key: IdempotencyKey | None = None) -> SessionRequest:
+        """Create a request and start routing it: at most one open request per customer and favorite. With a
+        `key`, the key is stored in the booking's own statement (one already stored makes it fail: see
+        `booked_with`)."""
         prepared = await self.prepare(new)
-        request = await self.insert(prepared)
+        request = await self.insert(prepared, key=key)
         if request is None:  # the database refused a second open request for this favorite
             await self.refuse_second_open_request(prepared)
             raise RequestAlreadyOpen()  # the first one closed meanwhile: the customer may simply retry
@@ -148,7 +162,18 @@ class Dispatcher:
         if already is not None:
             raise RequestAlreadyOpen(request_id=already.id)
 
-    async def insert(self, prepared: PreparedRequest, checkout_session_id: str | None = None) -> SessionRequest | None:
+    async def booked_with(self, key: IdempotencyKey) -> SessionRequest | None:
+        """The booking this Idempotency-Key made (IdempotencyKeyReused when it came with another body)."""
+        request_id = await self._idempotency.booking_of(key)
+        return await self.requests.get(request_id) if request_id is not None else None
+
+    async def insert(
+        self,
+        prepared: PreparedRequest,
+        checkout_session_id: str | None = None,
+        *,
+        key: IdempotencyKey | None = None,
+    ) -> SessionRequest | None:
         """Store a prepared request; None if one already exists for this Checkout Session, or (unpaid bookings)
         the customer already has an open request for this favorite.
 
@@ -161,7 +186,7 @@ class Dispatcher:
         window_s = config.notify_wait_window_s if routing is Routing.NOTIFY_AND_WAIT else config.priority_window_s
         is_priority = routing is not Routing.BROADCAST
         preferred = prepared.preferred
-        offered_now = is_priority and self._any_online(prepared.audience)
+        offered_now = is_priority and await self._presence.any_online(prepared.audience)
         values: dict[str, Any] = {
             "customer_id": prepared.customer_id,
             "customer_name": prepared.customer_name,
@@ -181,39 +206,89 @@ class Dispatcher:
             "checkout_session_id": checkout_session_id,
             "priority_notified_at": now if offered_now else None,
             "ack_deadline": now + timedelta(seconds=config.offer_ack_timeout_s) if offered_now else None,
+            "owed_at": now,
             "created_detail": "; ".join((f"routing={routing.value}", f"arm={prepared.arm.value}", *prepared.notes)),
         }
         change = CREATE_BROADCAST if not is_priority else CREATE_OFFERED if offered_now else CREATE_WAITING
+        if key is not None:
+            change = KEYED[change]
+            values |= {"idempotency_key": key.key, "idempotency_fingerprint": key.fingerprint}
         return await self.requests.create(change, values)
 
     async def start_routing(self, request: SessionRequest) -> None:
-        """Send a stored request's first offers and arm its window. Safe to skip if the process dies first: the
-        keeper closes the window from the database, and devices that connect are greeted with open offers."""
+        """Send a stored request's first offers and arm its window. Never fails the booking: what Redis does not
+        take now is owed and re-delivered (`dispatch/owed.py`); the keeper closes the window from the database."""
         if request.phase is not Phase.PRIORITY:
             OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
-            await self._offers.broadcast(request, ())
+            async with self._delivering(request):
+                await self._offers.broadcast(request, ())
             return
         self._arming(request)
-        audience = await self.audience(request)
         offered_in_the_insert = request.priority_notified_at is not None
         if offered_in_the_insert:
             # The offer before the window's key: the favorite is waiting for one, no one for the other.
             OFFERS_SENT.labels(kind=OfferKind.PRIORITY.value).inc()
-            await self._offers.priority(request, to=audience)
+            await self._offer_priority(request)
         if not await self.windows.arm(request):
             await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
+        elif not offered_in_the_insert:
+            await self._offer_priority(request)
+
+    async def _offer_priority(self, request: SessionRequest, *, repeat: bool = False) -> None:
+        """The priority offer to its audience's sockets, or a push where no socket reaches them. A favorite who came
+        online after the routing decision (possibly after their device's greeting read the database) is offered
+        now: marking it sent is exactly-once."""
+        audience = await self.audience(request)
+        online = await self._presence.any_online(audience)
+        if request.priority_notified_at is None and online:
+            request = await self._mark_offered(request) or request
+        async with self._delivering(request):
+            if request.priority_notified_at is not None:
+                await self._offers.priority(
+                    request, to=audience, repeat=repeat, workshop_name=await self._workshop_named(request)
+                )
+            if not online:  # notify & wait, or gone offline before acking
+                self._pushes.notify_later(request, audience)
+
+    async def _workshop_named(self, request: SessionRequest) -> str | None:
+        """The favorite workshop a request was booked with, by name, for its members' offers."""
+        if request.preferred_workshop_id is None:
+            return None
+        return await self._workshops.name_of(request.preferred_workshop_id)
+
+    async def redeliver(self, request: SessionRequest) -> None:
+        """Publish again what a request's state owes the sockets: its publish failed or its process died first.
+        Derived from the state alone, so it is right whatever happened since the change that marked it."""
+        if request.status is Status.PENDING and request.phase is Phase.PRIORITY:
+            if await self.windows.arm(request):
+                await self._offer_priority(request)
+            else:
+                await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
             return
-        if offered_in_the_insert:
-            return
-        if self._any_online(audience):
-            # The favorite came online between the routing decision and the insert, possibly after their device's
-            # greeting read the database: offer now (marking it sent is exactly-once).
-            offered = await self._mark_offered(request)
-            if offered is not None:
-                await self._offers.priority(offered, to=audience)
+        await self.windows.disarm(request.id)
+        async with self._delivering(request):
+            if request.status is Status.ACCEPTED and request.mechanic_id is not None:
+                await self._offers.tell(request.mechanic_id, frames.Accepted(request_id=request.id))
+                await self._offers.revoke(request.id, RevokeReason.TAKEN, but=request.mechanic_id)
+            elif request.status is Status.CANCELLED:
+                await self._offers.revoke(request.id, RevokeReason.CANCELLED)
+            elif request.status is Status.PENDING:
+                excluded = await self.requests.excluded(request.id)
+                if excluded:  # a decline or give-back whose answer was lost: their devices drop the offer
+                    await self._offers.revoke(request.id, RevokeReason.EXPIRED, to=excluded)
+                await self._offers.broadcast(request, excluded)
+
+    @asynccontextmanager
+    async def _delivering(self, request: SessionRequest) -> AsyncIterator[None]:
+        """Publish what a committed change owes. A failure is never the caller's: the change stands, and the
+        delivery is retried from the request's state until Redis takes it."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001  (Redis away, a primary lost mid-publish: retried)
+            log.warning("delivery for request %s failed (%r); retrying from its state", request.id, error)
+            self._owed.failed(request)
         else:
-            # Notify & wait: no socket reaches the favorite, a push to their devices may.
-            self._pushes.notify_later(request, audience)
+            self._owed.delivered(request)
 
     async def rearm_windows(self) -> int:
         """Rebuild every open window key from the database (start-up, or Redis lost its keys); returns the count.
@@ -222,8 +297,19 @@ class Dispatcher:
         for request in requests:
             if not await self.windows.arm(request):
                 await self.fall_back(request.id, request.attempt, FallbackReason.WINDOW)
-        self.deadlines_changed.set()
+        self.board.changed.set()
         return len(requests)
+
+    # What the keeper drives (`dispatch.deadlines.Deadlines`)
+
+    async def due_before(self, horizon: datetime, limit: int) -> list[Deadline]:
+        return await self.requests.deadlines_before(horizon, limit)
+
+    async def close_window(self, request_id: str, attempt: int) -> None:
+        await self.fall_back(request_id, attempt, FallbackReason.WINDOW)
+
+    def window_of(self, key: str) -> tuple[str, int] | None:
+        return self.windows.keys.parse_window(key)
 
     async def audience(self, request: SessionRequest) -> tuple[str, ...]:
         """Whom a request's priority offer is for: its favorite mechanic, or every member of its favorite
@@ -234,9 +320,6 @@ class Dispatcher:
             except WorkshopNotFound:
                 return ()
         return (request.preferred_mechanic_id,) if request.preferred_mechanic_id else ()
-
-    def _any_online(self, mechanic_ids: tuple[str, ...]) -> bool:
-        return any(self._presence.is_online(m) for m in mechanic_ids)
 
     # A device connects
 
@@ -251,18 +334,36 @@ class Dispatcher:
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
         for request in await self.requests.offerable_to(mechanic_id, workshop_id, GREETING_LIMIT):
             if request.phase is Phase.PRIORITY:
-                if request.priority_notified_at is None:
-                    request = await self._mark_offered(request) or request
-                kind = OfferKind.PRIORITY
+                if request.priority_notified_at is None and (marked := await self._mark_offered(request)):
+                    self._owed.delivered(marked)  # this greeting is its delivery
+                    request = marked
+                frame = offer_frame(request, OfferKind.PRIORITY, await self._workshop_named(request))
             else:
-                kind = OfferKind.BROADCAST
-            greetings.append(Greeting(offer_frame(request, kind), topic=request.id, version=request.attempt))
+                frame = offer_frame(request, OfferKind.BROADCAST)
+            greetings.append(Greeting(frame, topic=request.id, version=request.attempt))
+        return greetings
+
+    async def converge(self, mechanic_id: str, held: Iterable[str]) -> list[Greeting]:
+        """What a connected device that may have missed frames is sent (pub/sub was away, its presence lapsed):
+        its greeting, and an `offer_revoked` for each offer it holds (`held`) that it can no longer take. A
+        session it won is in the greeting (`assigned`); an offer still open is in it at its current attempt."""
+        greetings = await self.greet(mechanic_id)
+        offered = {greeting.topic for greeting in greetings}
+        gone = [request_id for request_id in held if request_id not in offered]
+        for request in await self.requests.many(gone):
+            if request.status is Status.ACCEPTED and request.mechanic_id == mechanic_id:
+                continue
+            reason = {Status.ACCEPTED: RevokeReason.TAKEN, Status.CANCELLED: RevokeReason.CANCELLED}.get(
+                request.status, RevokeReason.EXPIRED
+            )
+            revoked = frames.OfferRevoked(request_id=request.id, reason=reason.value)
+            greetings.append(Greeting(revoked, releases=request.id))
         return greetings
 
     async def _mark_offered(self, request: SessionRequest) -> SessionRequest | None:
         """Record the first delivery of the priority offer and start its ack clock (the first caller wins)."""
         now = utc_now()
-        changed = await self.requests.apply(
+        changed = await self.requests.commit(
             MARK_OFFERED,
             {
                 "request_id": request.id,
@@ -279,16 +380,14 @@ class Dispatcher:
     def _arming(self, request: SessionRequest) -> None:
         """Hand the keeper this request's window and ack deadlines as they now stand."""
         if request.priority_deadline is not None:
-            self.armed.append(Deadline("window", request.id, request.attempt, 0, request.priority_deadline.timestamp()))
+            self.board.arm(Deadline("window", request.id, request.attempt, 0, request.priority_deadline.timestamp()))
         if request.ack_deadline is not None and request.offer_acked_at is None:
             due = request.ack_deadline.timestamp()
-            self.armed.append(Deadline("ack", request.id, request.attempt, request.offer_resends, due))
-        self.deadlines_changed.set()
+            self.board.arm(Deadline("ack", request.id, request.attempt, request.offer_resends, due))
 
     def _meeting(self, request_id: str, attempt: int, *kinds: str) -> None:
         """Tell the keeper these deadlines of this attempt no longer need a timer."""
-        self.met += [(kind, request_id, attempt) for kind in kinds]
-        self.deadlines_changed.set()
+        self.board.meet(request_id, attempt, *kinds)
 
     # Offers answered
 
@@ -303,13 +402,13 @@ class Dispatcher:
             return
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
         values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
-        if await self.requests.apply(ACK, {**values, "now": utc_now()}) is not None:
+        if await self.requests.commit(ACK, {**values, "now": utc_now()}) is not None:
             self._meeting(request_id, attempt, "ack")
 
     async def resend_or_fall_back(self, request_id: str, attempt: int) -> None:
         """The priority offer's ack is overdue: resend it, or after `offer_resends` resends fall back."""
         now = utc_now()
-        resent = await self.requests.apply(
+        resent = await self.requests.commit(
             RESEND,
             {
                 "request_id": request_id,
@@ -322,20 +421,22 @@ class Dispatcher:
         if resent is not None:
             self._arming(resent)
             OFFER_RESENDS.inc()
-            audience = await self.audience(resent)
-            await self._offers.priority(resent, to=audience, repeat=True)
-            if not self._any_online(audience):  # they went offline before acking: a push may still reach them
-                self._pushes.notify_later(resent, audience)
+            await self._offer_priority(resent, repeat=True)
         elif await self.requests.is_overdue(request_id, attempt, now):
             await self.fall_back(request_id, attempt, FallbackReason.MISSED_ACKS)
 
-    async def accept(self, mechanic_id: str, request_id: str, attempt: int) -> SessionRequest:
-        """First accept wins, across every process; the favorite's booking count rises in the same commit."""
+    async def accept(
+        self, mechanic_id: str, request_id: str, attempt: int, *, via: str | None = None
+    ) -> SessionRequest:
+        """First accept wins, across every process; the favorite's booking count rises in the same commit.
+
+        `via`: the connection the accept came on, which its caller answers itself (the answer must not wait on
+        Redis); the mechanic's other devices are told `accepted`."""
         if canonical_id(request_id) is None:
             raise OfferUnavailable(request_id=request_id)
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
         values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
-        request = await self.requests.apply(ACCEPT, {**values, "now": utc_now()})
+        request = await self.requests.commit(ACCEPT, {**values, "now": utc_now()})
         if request is None:
             raise OfferUnavailable(request_id=request_id)
         ACCEPTS.labels(routing_type=request.routing_type).inc()
@@ -345,14 +446,15 @@ class Dispatcher:
             )
         if request.priority_deadline is not None:
             self._meeting(request_id, attempt, "window", "ack")
-        await self.windows.close(request_id)
-        await self._offers.tell(mechanic_id, frames.Accepted(request_id=request_id))
-        await self._offers.revoke(request_id, RevokeReason.TAKEN, but=mechanic_id)
+        await self.windows.disarm(request_id)
+        async with self._delivering(request):
+            await self._offers.tell(mechanic_id, frames.Accepted(request_id=request_id), skip=via)
+            await self._offers.revoke(request_id, RevokeReason.TAKEN, but=mechanic_id)
         return request
 
-    async def decline(self, mechanic_id: str, request_id: str) -> None:
+    async def decline(self, mechanic_id: str, request_id: str, *, via: str | None = None) -> None:
         """Never offered again to this mechanic. A favorite's decline falls back to broadcast at once; a workshop
-        member's declines only for them, until every member has declined."""
+        member's declines only for them, until every member has declined. `via`: as for `accept`."""
         request = await self._offered_to(mechanic_id, request_id)
         if request.phase is Phase.PRIORITY and request.preferred_workshop_id is None:
             if not await self.fall_back(request_id, request.attempt, FallbackReason.DECLINED, by=mechanic_id):
@@ -364,7 +466,18 @@ class Dispatcher:
                 remaining = set(await self.audience(request)) - set(await self.requests.excluded(request_id))
                 if not remaining:
                     await self.fall_back(request_id, request.attempt, FallbackReason.DECLINED)
-        await self._offers.tell(mechanic_id, frames.Declined(request_id=request_id), releasing=request_id)
+        await self._tell_other_devices(mechanic_id, frames.Declined(request_id=request_id), request_id, via)
+
+    async def _tell_other_devices(
+        self, mechanic_id: str, frame: frames.ServerFrame, request_id: str, via: str | None
+    ) -> None:
+        """The answer to a decline or give-back for the mechanic's other devices that hold the offer: a courtesy
+        (the change itself is delivered as owed, and a device that misses this drops the offer on its next
+        greeting), so Redis being away is logged, not retried."""
+        try:
+            await self._offers.tell(mechanic_id, frame, releasing=request_id, skip=via)
+        except Exception as error:  # noqa: BLE001
+            log.warning("could not tell %s's other devices of %s (%r)", mechanic_id, request_id, error)
 
     async def _offered_to(self, mechanic_id: str, request_id: str) -> SessionRequest:
         try:
@@ -398,17 +511,19 @@ class Dispatcher:
         else:
             change = FALL_BACK
         values = {"request_id": request_id, "attempt": attempt, "now": now, "reason": reason.value, "mechanic": by}
-        request = await self.requests.apply(change, values)
+        request = await self.requests.commit(change, values)
         if request is None:
             return False
         FALLBACKS.labels(reason=reason.value).inc()
         if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
             FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
         self._meeting(request_id, attempt, "window", "ack")
-        await self.windows.close(request_id, attempt)
-        if reason is not FallbackReason.DECLINED and (audience := await self.audience(request)):
-            await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
-        await self._broadcast(request)
+        await self.windows.disarm(request_id, attempt)
+        audience = await self.audience(request) if reason is not FallbackReason.DECLINED else ()
+        async with self._delivering(request):
+            if audience:
+                await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
+            await self._broadcast(request)
         return True
 
     async def _broadcast(self, request: SessionRequest) -> None:
@@ -421,11 +536,14 @@ class Dispatcher:
         request_id: str,
         detail: str | None,
         why: FallbackReason = FallbackReason.MECHANIC_CANCELLED,
+        *,
+        via: str | None = None,
     ) -> None:
-        """The assigned mechanic cancels: the request is pending again and broadcast to everyone but them."""
+        """The assigned mechanic cancels: the request is pending again and broadcast to everyone but them.
+        `via`: as for `accept`."""
         if canonical_id(request_id) is None:
             raise NotYourRequest(request_id=request_id)
-        request = await self.requests.apply(
+        request = await self.requests.commit(
             GIVE_BACK,
             {
                 "request_id": request_id,
@@ -439,21 +557,23 @@ class Dispatcher:
             raise NotYourRequest(request_id=request_id)
         FALLBACKS.labels(reason=why.value).inc()
         if why is FallbackReason.MECHANIC_CANCELLED:
-            await self._offers.tell(mechanic_id, frames.GivenBack(request_id=request_id), releasing=request_id)
-        await self._broadcast(request)
+            await self._tell_other_devices(mechanic_id, frames.GivenBack(request_id=request_id), request_id, via)
+        async with self._delivering(request):
+            await self._broadcast(request)
 
     # The customer and the mechanic close a request
 
     async def cancel(self, customer_id: str, request_id: str) -> SessionRequest:
         """The customer cancels: every outstanding offer is revoked, an assigned mechanic is told."""
         found = await self._owned_by(customer_id, request_id)
-        request = await self.requests.apply(CANCEL, {"request_id": found.id, "now": utc_now()})
+        request = await self.requests.commit(CANCEL, {"request_id": found.id, "now": utc_now()})
         if request is None:
             raise RequestNotCancellable()
         if request.priority_deadline is not None:
             self._meeting(request.id, request.attempt, "window", "ack")
-        await self.windows.close(request.id)
-        await self._offers.revoke(request.id, RevokeReason.CANCELLED)
+        await self.windows.disarm(request.id)
+        async with self._delivering(request):
+            await self._offers.revoke(request.id, RevokeReason.CANCELLED)
         return request
 
     async def complete(self, mechanic_id: str, request_id: str) -> SessionRequest:
@@ -461,7 +581,7 @@ class Dispatcher:
         found = await self.requests.get(request_id)
         if found.mechanic_id != mechanic_id:
             raise NotYourRequest(request_id=found.id)
-        request = await self.requests.apply(
+        request = await self.requests.commit(
             COMPLETE, {"request_id": found.id, "mechanic": mechanic_id, "now": utc_now()}
         )
         if request is None:
@@ -516,7 +636,7 @@ class Dispatcher:
                 if not self._presence.is_online(member):
                     continue
                 request = await self._mark_offered(request) or request
-            await self._offers.priority(request, to=(member,))
+            await self._offers.priority(request, to=(member,), workshop_name=workshop.name)
         return workshop
 
     async def remove_member(self, workshop_id: str, mechanic_id: str) -> Workshop:

@@ -1,7 +1,7 @@
 """Alembic wired to the one settings module and the tables defined once in the domain packages.
 
 Runs on the async drivers the server uses (aiosqlite, asyncpg), so no second database driver is needed. A caller
-may pass the URL in `config.attributes["database_url"]` (tests, `api.database.migrate`); otherwise settings decide.
+may pass the URL in `config.attributes["database_url"]` (tests, `base.database.migrate`); otherwise settings decide.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import dispatch.tables  # noqa: F401  (registers dispatch's tables on the shared metadata)
-from api.database import sqlalchemy_async_url
+from base.database import sqlalchemy_async_url
 from base.tables import metadata
 
 config = context.config

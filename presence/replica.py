@@ -46,6 +46,9 @@ class PresenceReplica:
         self._online: set[str] = set()
         self._last_seen: dict[str, int] = {}
         self._changed_at: dict[str, int] = {}  # a transition older than the last one applied is stale
+        # Per rebuild in flight, the mechanics whose transitions were applied meanwhile: its snapshot may predate
+        # them, so their membership is kept as the transitions left it.
+        self._rebuilds_in_flight: list[set[str]] = []
 
     def status(self, mechanic_id: str) -> LiveStatus:
         if mechanic_id in self._online:
@@ -64,6 +67,8 @@ class PresenceReplica:
         if transition.at < self._changed_at.get(transition.mechanic_id, 0):
             return
         self._changed_at[transition.mechanic_id] = transition.at
+        for changed in self._rebuilds_in_flight:
+            changed.add(transition.mechanic_id)
         if transition.is_online:
             self._online.add(transition.mechanic_id)
         else:
@@ -73,6 +78,8 @@ class PresenceReplica:
 
     def forget(self, mechanic_id: str) -> None:
         self._online.discard(mechanic_id)
+        for changed in self._rebuilds_in_flight:
+            changed.add(mechanic_id)
 
     async def on_transition(self, data: str) -> None:
         try:
@@ -81,17 +88,24 @@ class PresenceReplica:
             log.warning("ignoring a malformed presence transition: %r", data[:200])
 
     async def rebuild(self) -> None:
-        """Replace the replica with what Redis holds now (every shard's indexes, in one pipeline)."""
+        """Replace the replica with what Redis holds now (every shard's indexes, in one pipeline). A transition
+        heard while the read was in flight is newer than the snapshot may be: it is kept, or a mechanic who came
+        online meanwhile would read as offline until the next rebuild (and miss a priority offer)."""
         now = now_ms()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for shard in range(SHARDS):
-                pipe.zrangebyscore(self._keys.online_index(shard), now, "+inf")
-                pipe.zrangebyscore(self._keys.online_index(shard), "-inf", now)
-                pipe.hgetall(self._keys.last_seen(shard))
-            replies = await pipe.execute()
+        changed_meanwhile: set[str] = set()
+        self._rebuilds_in_flight.append(changed_meanwhile)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in range(SHARDS):
+                    pipe.zrangebyscore(self._keys.online_index(shard), now, "+inf")
+                    pipe.zrangebyscore(self._keys.online_index(shard), "-inf", now)
+                    pipe.hgetall(self._keys.last_seen(shard))
+                replies = await pipe.execute()
+        finally:
+            self._rebuilds_in_flight.remove(changed_meanwhile)
         online = [i for reply in replies[0::3] for i in reply]
         lapsed = [i for reply in replies[1::3] for i in reply]
-        self._online = {str(i) for i in online}
+        self._online = ({str(i) for i in online} - changed_meanwhile) | (self._online & changed_meanwhile)
         for last_seen in replies[2::3]:
             for mechanic_id, ms in last_seen.items():
                 self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))

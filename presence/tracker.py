@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from base.clock import from_ms, now_ms
+from base.clock import as_stored, from_ms, now_ms
 from base.redis_client import RedisClient, is_cluster
 from presence import scripts
 from presence.config import PresenceConfig
@@ -244,6 +244,25 @@ class PresenceTracker:
     def is_online(self, mechanic_id: str) -> bool:
         return self.replica.is_online(mechanic_id)
 
+    async def any_online(self, mechanic_ids: tuple[str, ...]) -> bool:
+        """Whether any of these mechanics is online: the replica's answer, confirmed in Redis when it is no. The
+        replica hears a mechanic come online one pub/sub trip late (a rebuild later, if the message was lost),
+        and a booking routed on that lag would wait out its window with its favorite connected. Redis
+        unreachable: the replica's answer stands."""
+        if any(self.replica.is_online(m) for m in mechanic_ids):
+            return True
+        if not mechanic_ids:
+            return False
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for mechanic_id in mechanic_ids:
+                    pipe.exists(self.keys.online(mechanic_id))
+                found: list[int] = await pipe.execute()
+        except (RedisError, OSError) as error:
+            log.warning("could not confirm presence in Redis (%s); routing on this process's replica", error)
+            return False
+        return any(found)
+
     async def flush_last_seen(self, database: Database) -> int:
         """Persist every last_seen that changed since the previous flush; returns how many were written."""
         written = 0
@@ -281,13 +300,8 @@ _ADVANCE_LAST_SEEN = {
 
 def _advance_last_seen(seen: dict[str, datetime], dialect: str) -> sa.TextClause:
     """One UPDATE for a whole batch, of one shape whatever the batch (compiled once per process)."""
-    rows = [{"id": mechanic_id, "at": _as_stored(at, dialect)} for mechanic_id, at in seen.items()]
+    rows = [{"id": mechanic_id, "at": as_stored(at, dialect)} for mechanic_id, at in seen.items()]
     return _ADVANCE_LAST_SEEN[dialect].bindparams(seen=json.dumps(rows))
-
-
-def _as_stored(at: datetime, dialect: str) -> str:
-    """SQLite keeps datetimes as text in SQLAlchemy's format (UTC, no offset) and compares them as text."""
-    return at.isoformat() if dialect == "postgresql" else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def last_seen_of(live: LiveStatus, persisted: datetime | None) -> datetime | None:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from api.auth import Role, mint_token
-from api.database import open_database
-from base.clock import utc_now
-from base.tables import mechanics
-from dispatch.tables import workshops
+from base.database import open_database
+from dispatch.catalogue import ImportedMechanic, ImportedWorkshop, import_catalogue
+from dispatch.mechanics import ProviderType
 
 DEMO_MECHANICS = {
     "6a0f6b0e-5b8c-4d3e-9a51-5a9d0c1e0001": ("Sam Rivera", "independent"),
@@ -37,25 +34,11 @@ async def seed(database_url: str) -> None:
     database = open_database(database_url)
     await database.connect()
     try:
-        existing = {
-            str(r["id"])
-            for r in await database.fetch_all(sa.select(mechanics.c.id).where(mechanics.c.id.in_(list(DEMO_MECHANICS))))
-        }
-        for mechanic_id, (name, provider_type) in DEMO_MECHANICS.items():
-            if mechanic_id not in existing:
-                await database.execute(
-                    mechanics.insert().values(
-                        id=mechanic_id, name=name, provider_type=provider_type, created_at=utc_now()
-                    )
-                )
-        workshop_id, workshop_name = DEMO_WORKSHOP
-        if await database.fetch_one(sa.select(workshops.c.id).where(workshops.c.id == workshop_id)) is None:
-            await database.execute(workshops.insert().values(id=workshop_id, name=workshop_name, created_at=utc_now()))
-            await database.execute(
-                mechanics.update()
-                .where(mechanics.c.id.in_(DEMO_WORKSHOP_MEMBERS), mechanics.c.workshop_id.is_(None))
-                .values(workshop_id=workshop_id)
-            )
+        await import_catalogue(
+            database,
+            [ImportedMechanic(i, name, ProviderType(kind)) for i, (name, kind) in DEMO_MECHANICS.items()],
+            [ImportedWorkshop(DEMO_WORKSHOP[0], DEMO_WORKSHOP[1], DEMO_WORKSHOP_MEMBERS)],
+        )
     finally:
         await database.disconnect()
 

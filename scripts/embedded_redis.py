@@ -7,10 +7,13 @@ nothing on disk. Stopped on exit. A cluster needs Redis 7 or later (sharded pub/
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +72,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# prctl, looked up here in the parent: the child, between fork and exec, only calls it (no dynamic loading there).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(sig: int) -> None:
+    """Linux sends this process `sig` when the process that started it dies, however it dies (SIGKILL included).
+    Safe between fork and exec: it only calls prctl, looked up above."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, sig)
+
+
+def _die_with_parent() -> None:
+    """A private Redis never outlives the server that started it."""
+    end_with_parent(signal.SIGKILL)
+
+
 class EmbeddedRedis:
     def __init__(self, port: int | None = None, binary: str | None = None, options: Sequence[str] = ()) -> None:
         self.port = port or free_port()
@@ -102,6 +122,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -16,8 +16,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from api.database import open_database
 from api.settings import load_settings
+from base.database import open_database
 from dispatch.kpis import Kpis
 from dispatch.rollout import Arm
 from scripts import cli

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from delivery.close_codes import CloseCode, meaning
 from scripts import cli
 
 
@@ -61,8 +62,9 @@ async def run(url: str, token: str, auto: str) -> int:
         finally:
             if heartbeats is not None:
                 heartbeats.cancel()
-        print(f"closed: code={ws.close_code} reason={ws.close_reason!r}", file=sys.stderr)
-        return 0 if ws.close_code in (1000, 1001, None) else 1
+        code = ws.close_code
+        print(f"closed ({code}): {meaning(code)}", file=sys.stderr)
+        return 0 if code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) else 1
 
 
 def main() -> None:

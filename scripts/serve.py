@@ -13,17 +13,19 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 
 import uvicorn
 
-from api.database import migrate
 from api.settings import VAR_DIR, Settings, load_settings
+from base.database import migrate
 from dispatch.frames import MAX_FRAME_BYTES
 from scripts.demo import DEMO_WORKSHOP, demo_users, seed
-from scripts.embedded_redis import EmbeddedRedis
+from scripts.embedded_redis import EmbeddedRedis, end_with_parent
 
 MIN_SECRET_BYTES = 32
+MIN_DISTINCT_SECRET_CHARACTERS = 8
 
 
 @contextlib.contextmanager
@@ -39,8 +41,8 @@ def redis_for(settings: Settings) -> Iterator[str]:
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
     return {
-        "http": "api.http_protocol:HttpProtocol",
-        "ws": "delivery.ws_protocol:WebSocketProtocol",
+        "http": "delivery.uvicorn_protocols:HttpProtocol",
+        "ws": "delivery.uvicorn_protocols:WebSocketProtocol",
         "ws_max_size": MAX_FRAME_BYTES,
         "ws_per_message_deflate": False,
         # Liveness is the apps' heartbeats (a silent socket is closed with 4408): no protocol pings besides.
@@ -78,7 +80,10 @@ def main() -> None:
     parser.add_argument("--no-demo", action="store_true")
     parser.add_argument("--production", action="store_true", help="no demo, no embedded Redis, no generated secret")
     args = parser.parse_args()
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as invalid:  # one line naming the setting, not a traceback
+        raise SystemExit(f"configuration: {invalid}") from None
     port = args.port or settings.port
     if args.production:
         _check_production(settings)
@@ -97,6 +102,9 @@ def main() -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    _stop_cleanly_on(signal.SIGTERM, signal.SIGHUP)
+    # Started by `make run`, which does not pass SIGHUP (or its own SIGKILL) on: stop with it, Redis included.
+    end_with_parent(signal.SIGTERM)
     with redis_for(settings) as redis_url:
         # Worker processes read their settings from the environment, like a deployment.
         os.environ["REDIS_URL"] = redis_url
@@ -105,12 +113,37 @@ def main() -> None:
         _serve(settings, args.host, port, args.workers)
 
 
+def _stop_cleanly_on(*signals: signal.Signals) -> None:
+    """SIGTERM (what systemd, supervisord, `docker stop` and IDE stop buttons send) and SIGHUP end the process the
+    way Ctrl-C does, so that the private Redis is stopped on the way out. uvicorn shuts down gracefully on SIGTERM
+    and then raises it again, which without a handler of ours would end the process before any clean-up; SIGHUP,
+    which uvicorn leaves alone, is turned into that same SIGTERM."""
+
+    def stop(received: int, frame: object) -> None:
+        if received == signal.SIGHUP:
+            signal.raise_signal(signal.SIGTERM)
+            return
+        raise SystemExit(128 + received)
+
+    for each in signals:
+        signal.signal(each, stop)
+
+
 def _check_production(settings: Settings) -> None:
     """Every host of a deployment must share one secret: a generated one would make the others' tokens fail."""
     if settings.jwt_secret_is_generated:
         raise SystemExit("JWT_SECRET is required in production (--production): set one of at least 32 bytes")
-    if len(str(settings.jwt_secret).encode()) < MIN_SECRET_BYTES:
-        raise SystemExit(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    secret = str(settings.jwt_secret)
+    if len(secret.encode()) < MIN_SECRET_BYTES or not _looks_random(secret):
+        raise SystemExit(
+            f"JWT_SECRET must be at least {MIN_SECRET_BYTES} random bytes, not blanks or one character repeated: "
+            "make one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    if settings.database_url_is_default:
+        raise SystemExit(
+            "DATABASE_URL is required in production (--production): every process must share one database, "
+            "e.g. postgresql://user:password@host:5432/favdispatch"
+        )
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is required in production (--production)")
     if settings.web_push and settings.vapid_is_generated:
@@ -118,6 +151,12 @@ def _check_production(settings: Settings) -> None:
             "VAPID_PRIVATE_KEY is required in production with Web Push on (make one with "
             "`python -m scripts.vapid_keys`), or set WEB_PUSH=off"
         )
+
+
+def _looks_random(secret: str) -> bool:
+    """Not whitespace, not a character or two repeated: the mistakes a real secret never makes (a length check
+    alone accepts 32 spaces)."""
+    return len(set(secret.strip())) >= MIN_DISTINCT_SECRET_CHARACTERS
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:

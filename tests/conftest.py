@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from api.database import migrate
 from api.settings import Settings, load_settings
+from base.database import migrate
 from scripts.embedded_redis import EmbeddedCluster, EmbeddedRedis, cluster_binary
 from tests.helpers import Harness, start_server
 
@@ -53,6 +53,13 @@ def cluster() -> Iterator[EmbeddedCluster]:
     """A real Redis Cluster on loopback (three primaries and a replica), shared by the session's cluster tests."""
     with EmbeddedCluster(cluster_redis_binary()) as running:
         yield running
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own, so that it can be killed or restarted."""
+    with EmbeddedRedis() as redis:
+        yield redis
 
 
 @pytest.fixture

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import uvicorn
@@ -24,6 +22,7 @@ from api.app import create_app
 from api.auth import Role, mint_token
 from api.settings import Settings
 from scripts.embedded_redis import free_port
+from scripts.processes import ServerProcess, spawn_python, wait_ready
 from scripts.serve import uvicorn_options
 from tests.openapi_check import validate_response
 
@@ -252,60 +251,21 @@ def server_env(settings: Settings) -> dict[str, str]:
         NOTIFY_WAIT_WINDOW_S=str(settings.notify_wait_window_s),
         OFFER_ACK_TIMEOUT_S=str(settings.offer_ack_timeout_s),
         OFFER_RESENDS=str(settings.offer_resends),
+        PUSH_TIMEOUT_S=str(settings.push_timeout_s),
         LOG_LEVEL="WARNING",
     )
     return env
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/mechanic"
-
-
-async def spawn_server(settings: Settings) -> ServerProcess:
-    """A server in a process of its own (to run several, or to kill one with SIGKILL)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scripts.serve",
-            "--production",
-            "--port",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env=server_env(settings),
+async def spawn_server(settings: Settings, output: IO[bytes] | None = None, **env: str) -> ServerProcess:
+    """A server in a process of its own (to run several, or to kill one with SIGKILL); `env` overrides settings,
+    `output` receives its log."""
+    server = spawn_python(
+        ["-m", "scripts.serve", "--production", "--port", "{port}"], {**server_env(settings), **env}, output
     )
-    deadline = time.monotonic() + 20
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return ServerProcess(process, port)
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not become ready")
+    await wait_ready(server)
+    return server
 
 
 def stop_server(server: ServerProcess) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    server.stop()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from jsonschema import Draft202012Validator
 
-from api.openapi import OPENAPI
+from api.contract import OPENAPI
 
 
 def _compile_paths() -> list[tuple[re.Pattern[str], str]]:

@@ -4,7 +4,8 @@ Each push must carry a VAPID token (RFC 8292) signed by the server's key, for th
 within 24 hours, with a `mailto:`/`https:` subject; a `TTL`, an `Urgency` and at most a 32-character `Topic`
 (RFC 8030); and an `aes128gcm` body (RFC 8291) that the device's own private key and auth secret decrypt. What
 fails a check is answered as a push service would (400/401/403) and kept in `refused`. A test may script the
-answers a device gets (`answers`) to play 410 Gone or 500.
+answers a device gets (`answers`) to play 410 Gone or 500, or make a device's push service accept the
+connection and never answer (`hanging`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class PushStandIn:
     answers: dict[str, list[int]] = field(default_factory=dict)  # device id -> statuses to answer, in order
     attempts: dict[str, int] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    hanging: set[str] = field(default_factory=set)  # device ids whose push service never answers
+    first_attempt_at: dict[str, float] = field(default_factory=dict)  # device id -> loop time
 
     def device(self) -> tuple[str, Device]:
         device_id = uuid.uuid4().hex
@@ -95,6 +98,9 @@ class PushStandIn:
         if device is None:
             return Response(status_code=404)
         self.attempts[device_id] = self.attempts.get(device_id, 0) + 1
+        self.first_attempt_at.setdefault(device_id, asyncio.get_running_loop().time())
+        if device_id in self.hanging:
+            await asyncio.Event().wait()  # cancelled when the stand-in stops
         scheme, _, params = request.headers.get("authorization", "").partition(" ")
         fields = dict(part.strip().split("=", 1) for part in params.split(",") if "=" in part)
         if scheme.lower() != "vapid" or "t" not in fields or "k" not in fields:
@@ -141,7 +147,10 @@ class PushStandIn:
 async def push_standin(vapid_public_key: str) -> AsyncIterator[PushStandIn]:
     standin = PushStandIn(vapid_public_key)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(standin.app(), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        standin.app(), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

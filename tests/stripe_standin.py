@@ -32,22 +32,37 @@ from scripts.embedded_redis import free_port
 class StripeStandIn:
     base_url: str = ""
     sessions: list[dict[str, str]] = field(default_factory=list)
+    _answers: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     async def _create_session(self, request: Request) -> JSONResponse:
-        form = dict(parse_qsl((await request.body()).decode()))
+        body = (await request.body()).decode()
+        form = dict(parse_qsl(body))
         if not request.headers.get("authorization", "").startswith("Bearer sk_test_"):
             return JSONResponse({"error": {"type": "invalid_request_error", "message": "bad key"}}, 401)
+        # Stripe's idempotency: a key replays its first answer, and is refused with other parameters.
+        key = request.headers.get("idempotency-key")
+        if key is not None and key in self._answers:
+            first_body, answer = self._answers[key]
+            if first_body != body:
+                error = {
+                    "type": "idempotency_error",
+                    "message": "Keys for idempotent requests can only be used "
+                    "with the same parameters they were first used with.",
+                }
+                return JSONResponse({"error": error}, 400)
+            return JSONResponse(answer, headers={"Idempotent-Replayed": "true"})
         self.sessions.append(form)
         session_id = f"cs_test_{uuid.uuid4().hex}"
-        return JSONResponse(
-            {
-                "id": session_id,
-                "object": "checkout.session",
-                "url": f"https://checkout.stripe.com/c/pay/{session_id}",
-                "payment_status": "unpaid",
-                "status": "open",
-            }
-        )
+        answer = {
+            "id": session_id,
+            "object": "checkout.session",
+            "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            "payment_status": "unpaid",
+            "status": "open",
+        }
+        if key is not None:
+            self._answers[key] = (body, answer)
+        return JSONResponse(answer)
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/checkout/sessions", self._create_session, methods=["POST"])])

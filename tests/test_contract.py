@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 from starlette.routing import Route
 
+from api import schemas
 from api.app import create_app
-from api.openapi import OPENAPI
+from api.auth import Role
+from api.contract import OPENAPI, OPERATIONS
 from api.settings import Settings
 from dispatch import frames
+from dispatch.mechanics import ProviderType
+from dispatch.models import Routing, SessionType
 from tests import openapi_check
 from tests.helpers import Harness
 
@@ -62,3 +67,29 @@ async def test_the_served_document_is_the_generated_one_and_responses_are_checke
     assert any(c.startswith("POST /api/admin/mechanics 201") for c in openapi_check.checked)
     required = OPENAPI["components"]["schemas"]["SessionRequest"]["required"]
     assert "status" in required and "id" in required
+
+
+def test_the_bodys_choice_fields_are_the_domains_enums() -> None:
+    """A choice the decoder accepts is one the domain knows, and the other way round."""
+    assert set(get_args(schemas.SessionTypeChoice)) == {t.value for t in SessionType}
+    assert set(get_args(schemas.RoutingChoice)) == {r.value for r in Routing}
+    assert set(get_args(schemas.ProviderTypeChoice)) == {p.value for p in ProviderType}
+
+
+async def test_every_endpoint_lets_in_exactly_the_roles_it_declares(harness: Harness) -> None:
+    """The declaration is the guard: no token is 401 and a role it does not declare is 403, on every route (the
+    ids in paths need not exist: the caller is refused before anything is looked up)."""
+    refused = []
+    for operation in OPERATIONS:
+        if not operation.roles or operation.checks_its_caller:
+            continue
+        path = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", operation.path)
+        response = await harness.http.request(operation.method.upper(), path)
+        if response.status_code != 401:
+            refused.append(f"{operation.method} {operation.path} without a token: {response.status_code}")
+        for role in set(Role) - {Role(r) for r in operation.roles}:
+            token = harness.auth(harness.token(role))
+            response = await harness.http.request(operation.method.upper(), path, headers=token)
+            if response.status_code != 403:
+                refused.append(f"{operation.method} {operation.path} as {role.value}: {response.status_code}")
+    assert refused == []

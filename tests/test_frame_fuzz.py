@@ -1,12 +1,16 @@
-"""Property tests of the socket's frame decoder: whatever arrives, a frame or a named protocol error, never a crash."""
+"""Property tests of the one JSON decoder (`base/decoding.py`) as the socket and HTTP bodies use it: whatever
+arrives, a value, a named protocol error or a shape error, never a crash."""
 
 from __future__ import annotations
 
 import json
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.schemas import BookingBody
+from base.decoding import decode
 from base.errors import ProtocolError
 from dispatch import frames
 
@@ -53,3 +57,33 @@ def test_any_json(value: object) -> None:
 @given(st.binary(max_size=200) | st.text(max_size=200))
 def test_any_bytes_or_text(raw: bytes | str) -> None:
     _decodes_or_names_the_error(raw)
+
+
+nested = st.integers(min_value=1, max_value=5000).flatmap(
+    lambda depth: st.sampled_from(
+        ['{"a":' * depth + "1" + "}" * depth, "[" * depth + "]" * depth, '{"a":[' * depth + "]}" * depth]
+    )
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(nested)
+def test_nesting_of_any_depth(raw: str) -> None:
+    _decodes_or_names_the_error(raw)
+    _a_body_or_a_named_error(raw.encode())
+
+
+def _a_body_or_a_named_error(raw: bytes) -> None:
+    try:
+        decode(raw, BookingBody)
+    except ProtocolError as error:
+        assert error.code == "bad_message" and error.message
+    except msgspec.ValidationError:
+        pass  # well-formed, the wrong shape: the caller names the field (422)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_body(raw: bytes) -> None:
+    _a_body_or_a_named_error(raw)
+    _a_body_or_a_named_error(b'{"session_type": "vi' + raw + b'deo", "plan_code": "x"}')

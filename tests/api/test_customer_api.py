@@ -96,7 +96,7 @@ async def test_favorites_are_private_to_each_customer(harness: Harness) -> None:
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ("not json", 422),
+        ("not json", 400),
         ("[]", 422),
         ("{}", 422),
         ('{"provider_id": 5}', 422),
@@ -106,7 +106,7 @@ async def test_favorites_are_private_to_each_customer(harness: Harness) -> None:
     ],
 )
 async def test_bad_favorite_bodies(harness: Harness, body: str, status: int) -> None:
-    """Bad bodies are 422, unknown providers 404, always as JSON errors."""
+    """Bodies that are not JSON are 400, of the wrong shape 422, unknown providers 404, always as JSON errors."""
     sam = await harness.create_mechanic()
     response = await harness.http.post(
         "/api/customer/favorites", content=body.replace("PLACEHOLDER", sam), headers=harness.customer
@@ -145,10 +145,10 @@ async def test_admin_endpoints_need_admin(harness: Harness) -> None:
 
 
 async def test_health_and_readiness(harness: Harness) -> None:
-    """/healthz says alive; /readyz checks Redis and the database."""
+    """/healthz says alive; /readyz checks Redis, the database and its schema."""
     assert (await harness.http.get("/healthz")).json() == {"status": "ok"}
     ready = await harness.http.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"redis": True, "database": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"redis": True, "database": True, "schema": True}
 
 
 async def test_openapi_describes_the_api(harness: Harness) -> None:

@@ -282,3 +282,9 @@ async def test_checkout_with_an_idempotency_key_creates_one_stripe_session(
     again = await paying.http.post("/api/checkout", json=body, headers=headers)
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json() and len(standin.sessions) == 1
+
+
+async def test_a_signed_event_nested_too_deeply_is_a_clear_400(paying: Harness) -> None:
+    """Even from Stripe's side of the signature: a clear 400 (never a 500, which Stripe would retry for days)."""
+    response = await _deliver(paying, "[" * 30_000 + "]" * 30_000)  # within MAX_BODY_BYTES
+    assert response.status_code == 400 and response.json()["error"] == "invalid_metadata", response.text

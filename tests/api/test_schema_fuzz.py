@@ -12,7 +12,7 @@ from hypothesis.errors import NonInteractiveExampleWarning
 from schemathesis.core import NotSet
 
 from api.auth import Role
-from api.openapi import OPENAPI
+from api.contract import OPENAPI
 from tests.helpers import Harness
 
 EXAMPLES_PER_OPERATION = 8

@@ -34,6 +34,7 @@ async def test_online_favorite_gets_the_priority_offer_and_accepts(harness: Harn
     assert booked["message"] == "Waiting for Sam…"
     offer = await sam_app.expect("offer", request_id=booked["id"])
     assert offer["kind"] == "priority" and offer["customer_name"] == "Jordan" and offer["attempt"] == 1
+    assert offer["workshop_name"] is None  # a favorite mechanic's own offer names no workshop
     assert offer["session_type"] == "video" and _ts(offer["expires_at"]) == _ts(booked["priority_deadline"])
     await sam_app.send({"type": "accept", "request_id": booked["id"]})
     await sam_app.expect("accepted", request_id=booked["id"])

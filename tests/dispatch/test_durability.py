@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import httpx
@@ -120,13 +120,6 @@ async def test_fallback_happens_when_no_process_ran_at_the_deadline(settings: Se
             assert current["fallback_broadcast_at"] is not None
     finally:
         stop_server(second)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    """A Redis of this test's own, so that it can be restarted."""
-    with EmbeddedRedis() as redis:
-        yield redis
 
 
 async def test_redis_restart_mid_window_still_falls_back(settings: Settings, private_redis: EmbeddedRedis) -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from api.auth import Role
+from api.charts import line_chart
 from api.settings import Settings
+from base.clock import utc_now
+from base.database import open_database
+from dispatch.kpis import Kpis
 from dispatch.rollout import Arm, arm_for
 from tests.helpers import Harness, MechanicApp, start_server
 
@@ -96,6 +101,22 @@ async def test_kpis_on_a_known_data_set(harness: Harness) -> None:
         "/api/admin/kpis", params={"since": "2999-01-01T00:00:00Z"}, headers=harness.admin
     )
     assert only_since_now.json()["requests"] == 0
+    await _charted_buckets_match_their_reports(harness.settings)
+
+
+async def _charted_buckets_match_their_reports(settings: Settings) -> None:
+    """The chart's series, read once for its whole span, gives each bucket what a report of that bucket gives."""
+    database = open_database(settings.database_url)
+    await database.connect()
+    try:
+        kpis = Kpis(database)
+        series = await kpis.series(utc_now(), timedelta(seconds=3), 10)
+        assert sum(metrics["requests"] for _, metrics in series) == 5
+        for until, metrics in series:
+            report = await kpis.report(until - timedelta(seconds=3), until)
+            assert metrics == {k: v for k, v in report.items() if k not in ("range", "arms", "ab_test")}
+    finally:
+        await database.disconnect()
 
 
 async def test_kpi_parameters_are_validated(harness: Harness) -> None:
@@ -104,6 +125,38 @@ async def test_kpi_parameters_are_validated(harness: Harness) -> None:
         response = await harness.http.get("/api/admin/kpis", params=params, headers=harness.admin)
         assert response.status_code == 422
     assert (await harness.http.get("/api/admin/kpis", headers=harness.customer)).status_code == 403
+    for valid in ("2026-01-01t00:00:00z", "2026-06-30T23:59:60Z", "2026-01-01T00:00:00.1234567+01:00", "2026-01-01"):
+        response = await harness.http.get("/api/admin/kpis", params={"until": valid}, headers=harness.admin)
+        assert response.status_code == 200, (valid, response.text)  # every date-time the schema admits
+    chart = "/api/admin/kpis/chart.svg"
+    for params in ({"buckets": "49"}, {"buckets": "1"}, {"bucket_minutes": "0"}, {"bucket_minutes": "x"}):
+        response = await harness.http.get(chart, params=params, headers=harness.admin)
+        assert response.status_code == 422, params  # as /openapi.json bounds them: refused, never clamped
+    assert (await harness.http.get(chart, params={"buckets": "48"}, headers=harness.admin)).status_code == 200
+
+
+async def _chart(harness: Harness, **params: str) -> str:
+    response = await harness.http.get("/api/admin/kpis/chart.svg", params=params, headers=harness.admin)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def test_a_chart_is_drawn_at_the_width_asked_and_says_when_it_has_too_little_data(harness: Harness) -> None:
+    """Drawn for the width it is shown at (text keeps its 12 px), one point is no line, seconds under 2 minutes."""
+    empty = await _chart(harness, metric="time_to_accept", width="390")
+    assert 'viewBox="0 0 390 220"' in empty and "Not enough data yet" in empty and "<circle" not in empty
+    assert 'font-size="12"' in empty and 'font-size="10"' not in empty
+    sam = await harness.create_mechanic("Sam")
+    sam_app = await harness.connect(sam)
+    await _accept(sam_app, await _book(harness, harness.customer, routing="broadcast"))
+    one_point = await _chart(harness, metric="time_to_accept", buckets="2", bucket_minutes="60")
+    assert "Not enough data yet" in one_point and "<circle" not in one_point
+    assert "Mean time to accept (s)" in one_point  # an accept within seconds reads in seconds
+    two_points = line_chart("Fallback rate", "%", [("10:00", 20.0), ("11:00", None), ("12:00", 40.0)], 600)
+    assert "Not enough data yet" not in two_points and two_points.count("<circle") == 2
+    for width in ("279", "1601", "wide"):
+        response = await harness.http.get("/api/admin/kpis/chart.svg", params={"width": width}, headers=harness.admin)
+        assert response.status_code == 422, width
 
 
 @pytest.fixture

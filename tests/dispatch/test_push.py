@@ -11,6 +11,8 @@ import pytest
 
 from api.auth import Role
 from api.settings import Settings
+from base.database import open_database
+from dispatch.pushes import PushSubscriptions
 from tests.helpers import Harness, ServerProcess, spawn_server, start_server, stop_server
 from tests.push_standin import PushStandIn, push_standin
 
@@ -165,6 +167,35 @@ async def test_a_failing_push_service_is_retried_twice_then_logged(pushing: Harn
     assert 'pushes_sent_total{outcome="failed"}' in metrics
 
 
+@pytest.mark.parametrize("phone_fault", ["hangs", "answers 500"])
+async def test_a_failing_or_hanging_device_never_delays_another_devices_push(
+    push_settings: Settings, standin: PushStandIn, redis: object, phone_fault: str
+) -> None:
+    """The phone's push service hangs (accepts and never answers) or answers 500 (retried after a backoff):
+    the laptop's push is sent beside the phone's first attempt, not after its timeout or its retries."""
+    settings = replace(push_settings, push_retry_base_s=0.5, push_timeout_s=1.0)
+    async with start_server(settings) as harness:
+        sam = await harness.create_mechanic("Sam")
+        phone_id, phone = standin.device()
+        laptop_id, laptop = standin.device()
+        if phone_fault == "hangs":
+            standin.hanging.add(phone_id)
+        else:
+            standin.answers[phone_id] = [500, 500, 500]
+        await _subscribe(harness, sam, phone.subscription())
+        await _subscribe(harness, sam, laptop.subscription())
+        booked = await harness.book(routing="notify_and_wait", preferred_mechanic_id=sam)
+        await _until(lambda: [r.device for r in standin.received] == [laptop_id], timeout=3.0)
+        gap_s = abs(standin.first_attempt_at[laptop_id] - standin.first_attempt_at[phone_id])
+        assert gap_s < 0.1, f"the laptop's push was {gap_s:.3f}s apart from the phone's"
+        if phone_fault == "hangs":
+            # Each attempt is cut at PUSH_TIMEOUT_S: the hanging device fails after its three tries.
+            await _until(lambda: standin.attempts[phone_id] == 3, timeout=12)
+            await _until(lambda: len(standin.received) == 1, timeout=1)
+        events = await _pushed_events(harness, booked["id"])
+        assert "sent to 127.0.0.1" in events
+
+
 @pytest.fixture
 async def processes(pushing: Harness) -> AsyncIterator[list[ServerProcess]]:
     spawned = await asyncio.gather(spawn_server(pushing.settings), spawn_server(pushing.settings))
@@ -197,3 +228,99 @@ async def test_three_processes_push_once_when_the_favorite_leaves_before_acking(
     assert kinds.count("resent") == pushing.settings.offer_resends
     assert standin.attempts == {device_id: 1} and len(standin.received) == 1 and standin.refused == []
     assert await _pushed_events(pushing, booked["id"]) == ["sent to 127.0.0.1"]
+
+
+PRIVATE_ENDPOINTS = [
+    "https://169.254.169.254/latest/meta-data",
+    "https://10.0.0.7/push",
+    "https://192.168.1.1/push",
+    "https://172.16.4.2:8443/push",
+    "https://100.64.0.1/push",
+    "https://127.0.0.1/push",
+    "https://0.0.0.0/push",
+    "https://localhost/push",
+    "https://push.localhost/x",
+    "https://[::1]/push",
+    "https://[fe80::1]/push",
+    "https://[::ffff:10.0.0.1]/push",
+    "https://[fd00::1]/push",
+    "https://metadata.google.internal/computeMetadata/v1",
+    "https://printer.local/push",
+    "https://intranet/push",
+]
+
+
+async def test_push_endpoints_inside_a_network_are_refused_at_registration(
+    push_settings: Settings, standin: PushStandIn, redis: object
+) -> None:
+    """A mechanic cannot make the server send requests into its own network: private, loopback, link-local and
+    internal names are refused (loopback only where WEB_PUSH_ALLOW_LOOPBACK_HTTP allows a stand-in)."""
+    async with start_server(replace(push_settings, push_endpoints_may_be_loopback_http=False)) as harness:
+        sam = await harness.create_mechanic("Sam")
+        keys = standin.device()[1].subscription()["keys"]
+        mechanic = harness.auth(harness.token(Role.MECHANIC, sam))
+        for endpoint in PRIVATE_ENDPOINTS:
+            body = {"endpoint": endpoint, "keys": keys}
+            response = await harness.http.post("/api/mechanic/push-subscriptions", json=body, headers=mechanic)
+            assert response.status_code == 422, (endpoint, response.text)
+            assert "public internet" in response.json()["message"]
+        public = {"endpoint": "https://8.8.8.8/push/abc", "keys": keys}
+        saved = await harness.http.post("/api/mechanic/push-subscriptions", json=public, headers=mechanic)
+        assert saved.status_code == 201
+
+
+async def test_only_allowed_push_hosts_when_the_operator_names_them(push_settings: Settings, redis: object) -> None:
+    settings = replace(push_settings, push_allowed_hosts=("*.push.example.com",))
+    async with start_server(settings) as harness, push_standin(settings.vapid_public_key) as standin:
+        sam = await harness.create_mechanic("Sam")
+        keys = standin.device()[1].subscription()["keys"]
+        mechanic = harness.auth(harness.token(Role.MECHANIC, sam))
+        elsewhere = {"endpoint": "https://8.8.8.8/push", "keys": keys}
+        refused = await harness.http.post("/api/mechanic/push-subscriptions", json=elsewhere, headers=mechanic)
+        assert refused.status_code == 422 and "WEB_PUSH_ALLOWED_HOSTS" in refused.json()["message"]
+
+
+async def test_a_push_is_checked_again_when_sent(push_settings: Settings, standin: PushStandIn, redis: object) -> None:
+    """A subscription stored before the registration check (or whose name now points inside) is refused when
+    sent: the resolver the pushes connect through keeps public addresses only."""
+    settings = replace(push_settings, push_endpoints_may_be_loopback_http=False, push_retry_base_s=0.01)
+    async with start_server(settings) as harness:
+        sam = await harness.create_mechanic("Sam")
+        device_id, device = standin.device()
+        database = open_database(settings.database_url)
+        await database.connect()
+        try:
+            subscriptions = PushSubscriptions(database)
+            subscription = device.subscription()
+            by_name = str(subscription["endpoint"]).replace("127.0.0.1", "localhost")
+            keys: dict[str, str] = subscription["keys"]  # type: ignore[assignment]
+            await subscriptions.save(sam, by_name, keys["p256dh"], keys["auth"])
+            await subscriptions.save(sam, str(subscription["endpoint"]), keys["p256dh"], keys["auth"])
+        finally:
+            await database.disconnect()
+        booked = await harness.book(routing="notify_and_wait", preferred_mechanic_id=sam)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(await _pushed_events(harness, booked["id"])) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "pushes not attempted"
+            await asyncio.sleep(0.1)
+        assert standin.attempts == {}, "a push reached a loopback address"
+        assert all("refused" in e or "failed" in e for e in await _pushed_events(harness, booked["id"]))
+        assert device_id not in standin.first_attempt_at
+
+
+async def test_a_push_endpoint_belongs_to_the_mechanic_who_registered_it(
+    pushing: Harness, standin: PushStandIn
+) -> None:
+    """Another mechanic who knows the URL can neither take it over (409) nor delete it."""
+    sam, alex = await pushing.create_mechanic("Sam"), await pushing.create_mechanic("Alex")
+    device_id, device = standin.device()
+    await _subscribe(pushing, sam, device.subscription())
+    as_alex = pushing.auth(pushing.token(Role.MECHANIC, alex))
+    taken = await pushing.http.post("/api/mechanic/push-subscriptions", json=device.subscription(), headers=as_alex)
+    assert taken.status_code == 409 and taken.json()["error"] == "push_endpoint_taken"
+    deleted = await pushing.http.request(
+        "DELETE", "/api/mechanic/push-subscriptions", json={"endpoint": device.endpoint}, headers=as_alex
+    )
+    assert deleted.status_code == 204
+    await pushing.book(routing="notify_and_wait", preferred_mechanic_id=sam)
+    await _until(lambda: [r.device for r in standin.received] == [device_id])

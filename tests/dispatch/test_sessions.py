@@ -32,7 +32,32 @@ async def test_completion_then_favorite_prompt(harness: Harness) -> None:
         f"/api/session-requests/{request_id}/complete", headers=harness.auth(harness.token(Role.MECHANIC, sam))
     )
     assert done.status_code == 200 and done.json()["status"] == "completed"
-    assert (await harness.request(request_id))["favorite_prompt"] == {"mechanic_id": sam, "name": "Sam"}
+    sam_choice = {"provider_id": sam, "provider_type": "independent", "name": "Sam"}
+    prompt = {"mechanic_id": sam, "name": "Sam", "choices": [sam_choice]}
+    assert (await harness.request(request_id))["favorite_prompt"] == prompt
+    await harness.http.post("/api/customer/favorites", json={"provider_id": sam}, headers=harness.customer)
+    assert (await harness.request(request_id))["favorite_prompt"] is None
+
+
+async def test_a_workshop_members_session_offers_the_mechanic_and_the_workshop(harness: Harness) -> None:
+    """After a session with a workshop's member, the prompt offers both; each added leaves the other."""
+    sam = await harness.create_mechanic("Sam")
+    created = await harness.http.post("/api/admin/workshops", json={"name": "Patel Motors"}, headers=harness.admin)
+    patel = created.json()["id"]
+    await harness.http.put(f"/api/admin/workshops/{patel}/members/{sam}", headers=harness.admin)
+    request_id = await _accepted_request(harness, sam, routing="broadcast")
+    await harness.http.post(
+        f"/api/session-requests/{request_id}/complete", headers=harness.auth(harness.token(Role.MECHANIC, sam))
+    )
+    choices = (await harness.request(request_id))["favorite_prompt"]["choices"]
+    assert choices == [
+        {"provider_id": sam, "provider_type": "independent", "name": "Sam"},
+        {"provider_id": patel, "provider_type": "workshop", "name": "Patel Motors"},
+    ]
+    body = {"provider_id": patel, "provider_type": "workshop"}
+    await harness.http.post("/api/customer/favorites", json=body, headers=harness.customer)
+    prompt = (await harness.request(request_id))["favorite_prompt"]
+    assert prompt["name"] == "Sam" and [c["provider_id"] for c in prompt["choices"]] == [sam]
     await harness.http.post("/api/customer/favorites", json={"provider_id": sam}, headers=harness.customer)
     assert (await harness.request(request_id))["favorite_prompt"] is None
 
@@ -67,15 +92,41 @@ async def test_only_the_assigned_mechanic_completes_an_accepted_request(harness:
     assert response.status_code == 403
 
 
-async def test_accepted_bookings_raise_a_favorite_to_the_top(harness: Harness) -> None:
-    """Each accepted booking with a favorite adds to its count: most booked first."""
-    sam = await harness.create_mechanic("Sam")
-    alex = await harness.create_mechanic("Alex")
-    for mechanic_id in (sam, alex):
-        await harness.http.post("/api/customer/favorites", json={"provider_id": mechanic_id}, headers=harness.customer)
-    await _accepted_request(harness, alex, routing="priority", preferred_mechanic_id=alex)
+async def _completed(harness: Harness, mechanic_id: str, **body: Any) -> str:
+    request_id = await _accepted_request(harness, mechanic_id, **body)
+    done = await harness.http.post(
+        f"/api/session-requests/{request_id}/complete", headers=harness.auth(harness.token(Role.MECHANIC, mechanic_id))
+    )
+    assert done.status_code == 200
+    return request_id
+
+
+async def _booking_counts(harness: Harness) -> list[tuple[str, int]]:
     favorites = (await harness.http.get("/api/customer/favorites", headers=harness.customer)).json()["favorites"]
-    assert [(f["provider_id"], f["booking_count"]) for f in favorites] == [(alex, 1), (sam, 0)]
+    return [(f["name"], f["booking_count"]) for f in favorites]
+
+
+async def test_a_favorite_counts_its_completed_sessions_once_most_booked_first(harness: Harness) -> None:
+    """Completed sessions count, those before the favorite was added too; an accepted session not yet completed
+    and one given back do not; a workshop's session counts for the workshop only."""
+    sam, alex, lee = [await harness.create_mechanic(name) for name in ("Sam", "Alex", "Lee")]
+    created = await harness.http.post("/api/admin/workshops", json={"name": "Patel Motors"}, headers=harness.admin)
+    patel = created.json()["id"]
+    await harness.http.put(f"/api/admin/workshops/{patel}/members/{lee}", headers=harness.admin)
+    await _completed(harness, alex, routing="broadcast")  # before Alex is a favorite: counted all the same
+    for provider, kind in ((sam, "independent"), (alex, "independent"), (patel, "workshop"), (lee, "independent")):
+        body = {"provider_id": provider, "provider_type": kind}
+        await harness.http.post("/api/customer/favorites", json=body, headers=harness.customer)
+    await _completed(harness, alex, routing="priority", preferred_mechanic_id=alex)
+    await _accepted_request(harness, sam, routing="priority", preferred_mechanic_id=sam)  # not completed yet
+    given_back = await _accepted_request(harness, sam, routing="broadcast")
+    sam_app = await harness.connect(sam)
+    await sam_app.send({"type": "cancel", "request_id": given_back, "reason": "car trouble"})
+    await sam_app.expect("given_back", request_id=given_back)
+    await _completed(harness, lee, routing="priority", preferred_workshop_id=patel)
+    counts = await _booking_counts(harness)
+    assert counts[0] == ("Alex", 2)
+    assert sorted(counts[1:]) == [("Lee", 0), ("Patel Motors", 1), ("Sam", 0)]
 
 
 def test_arms_are_stable_and_follow_the_percentage() -> None:

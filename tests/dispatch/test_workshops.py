@@ -70,6 +70,7 @@ async def test_workshop_status_is_online_while_any_member_is(harness: Harness) -
         "name": "Rivera Auto",
         "is_online": False,
         "online_count": 0,
+        "online_members": [],
         "last_seen": None,
         "last_seen_seconds": None,
         "priority_booking": True,
@@ -78,6 +79,7 @@ async def test_workshop_status_is_online_while_any_member_is(harness: Harness) -
     alex_app = await harness.connect(alex)
     status = await _workshop_status(harness, rivera)
     assert status["is_online"] is True and status["online_count"] == 2
+    assert sorted(status["online_members"]) == ["Alex", "Sam"]
     await alex_app.close()
     await asyncio.sleep(0.2)
     assert (await _workshop_status(harness, rivera))["online_count"] == 1
@@ -107,6 +109,7 @@ async def test_a_workshop_favorite_is_listed_with_its_live_status(harness: Harne
     assert len(favorites) == 1
     assert favorites[0]["provider_type"] == "workshop" and favorites[0]["name"] == "Rivera Auto"
     assert favorites[0]["is_online"] is True and favorites[0]["online_count"] == 1
+    assert favorites[0]["online_members"] == ["Sam"]
 
 
 async def test_priority_offer_goes_to_every_online_member_and_one_accept_wins(harness: Harness) -> None:
@@ -120,9 +123,10 @@ async def test_priority_offer_goes_to_every_online_member_and_one_accept_wins(ha
     assert booked["routing"] == "priority" and booked["message"] == "Waiting for a mechanic at Rivera Auto…"
     for app in (sam_app, alex_app):
         offer = await app.expect("offer", request_id=booked["id"])
-        assert offer["kind"] == "priority"
+        assert offer["kind"] == "priority" and offer["workshop_name"] == "Rivera Auto"  # "for Rivera Auto"
     kim_app = await harness.connect(kim)  # a member connecting within the window gets it too
-    await kim_app.expect("offer", request_id=booked["id"], kind="priority")
+    greeted = await kim_app.expect("offer", request_id=booked["id"], kind="priority")
+    assert greeted["workshop_name"] == "Rivera Auto"
     await asyncio.gather(*(app.send({"type": "accept", "request_id": booked["id"]}) for app in (sam_app, alex_app)))
     current = await harness.wait_for(booked["id"], status="accepted")
     winner, loser = (sam_app, alex_app) if current["mechanic_id"] == sam else (alex_app, sam_app)

@@ -56,11 +56,11 @@ async def test_book_again_an_online_favorite_who_accepts(browser: Browser, harne
     await expect(dialog).to_contain_text("Priority Booking: your favorite mechanic gets notified first")
     await screenshot(customer, "customer-availability-online")
     await dialog.get_by_role("button", name="Continue with Sam").click()
-    await expect(customer.locator("#request-message")).to_have_text("Waiting for Sam…")
+    await expect(customer.locator(".request-message")).to_have_text("Waiting for Sam…")
     await expect(mechanic.locator("#offers")).to_contain_text("★ Priority request from your favorite customer")
     await screenshot(mechanic, "mechanic-priority-offer")
     await mechanic.get_by_role("button", name="Accept").click()
-    await expect(customer.locator("#request-message")).to_have_text("Sam accepted your request.")
+    await expect(customer.locator(".request-message")).to_have_text("Sam accepted your request.")
     await screenshot(customer, "customer-accepted")
 
 
@@ -75,12 +75,12 @@ async def test_notify_and_wait_falls_back_to_another_mechanic(browser: Browser, 
     await customer.get_by_role("button", name="Book Again with Sam").click()
     await screenshot(customer, "customer-availability-offline")
     await customer.get_by_role("dialog").get_by_role("button", name="Notify & Wait for Sam").click()
-    await expect(customer.locator("#request-message")).to_contain_text("Sam is offline")
+    await expect(customer.locator(".request-message")).to_contain_text("Sam is offline")
     await expect(other.locator("#offers")).to_contain_text("Open to every available mechanic", timeout=10_000)
-    await expect(customer.locator("#request-message")).to_contain_text("Sam wasn't online")
+    await expect(customer.locator(".request-message")).to_contain_text("Sam wasn't online")
     await screenshot(customer, "customer-fallback")
     await other.get_by_role("button", name="Accept").click()
-    await expect(customer.locator("#request-message")).to_have_text("Alex accepted your request.")
+    await expect(customer.locator(".request-message")).to_have_text("Alex accepted your request.")
 
 
 async def test_a_decline_goes_to_everyone_else(browser: Browser, harness: Harness) -> None:
@@ -95,9 +95,9 @@ async def test_a_decline_goes_to_everyone_else(browser: Browser, harness: Harnes
     await customer.get_by_role("dialog").get_by_role("button", name="Continue with Sam").click()
     await favorite.get_by_role("button", name="Decline").click()
     await expect(other.locator("#offers")).to_contain_text("Jordan")
-    await expect(customer.locator("#request-message")).to_contain_text("Sam isn't available right now")
+    await expect(customer.locator(".request-message")).to_contain_text("Sam isn't available right now")
     await other.get_by_role("button", name="Accept").click()
-    await expect(customer.locator("#request-message")).to_have_text("Alex accepted your request.")
+    await expect(customer.locator(".request-message")).to_have_text("Alex accepted your request.")
 
 
 async def test_favorite_prompt_after_completion(browser: Browser, harness: Harness) -> None:
@@ -115,7 +115,7 @@ async def test_favorite_prompt_after_completion(browser: Browser, harness: Harne
     await expect(customer.get_by_role("heading", name="Great Session with Sam!")).to_be_visible(timeout=10_000)
     await screenshot(customer, "customer-favorite-prompt")
     await customer.get_by_role("button", name="Add to Favorites").click()
-    await expect(customer.locator("#prompt")).to_be_hidden()
+    await expect(customer.locator(".prompt")).to_be_hidden()
     await expect(customer.locator("#favorites-list")).to_contain_text("Sam")
 
 

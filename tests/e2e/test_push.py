@@ -91,3 +91,10 @@ async def test_the_mechanic_console_turns_notifications_on_and_off(
     await harness.book(routing="notify_and_wait", preferred_mechanic_id=sam)
     await asyncio.sleep(0.5)
     assert standin.attempts == {device_id: 1}
+    ops = await context.new_page()  # support reads where the notification went, and how it went
+    await ops.goto(f"{harness.base_url}/console/ops/")
+    await ops.get_by_label("token").fill(harness.admin_token)
+    await ops.get_by_role("button", name="Sign in").click()
+    await ops.locator("#timeline-id").fill(booked["id"])
+    await ops.get_by_role("button", name="Show timeline").click()
+    await expect(ops.locator("#timeline")).to_contain_text("Notification sent to 127.0.0.1 · Sam")

@@ -39,7 +39,7 @@ async def test_operations_creates_a_workshop_and_manages_its_members(
     await page.get_by_role("button", name="Create workshop").click()
     card = page.locator("#workshops > li", has_text="Rivera Auto")
     await expect(card).to_contain_text("0 members")
-    await card.get_by_label("Mechanic id to add to Rivera Auto").fill(sam)
+    await card.get_by_label("Mechanic to add to Rivera Auto").fill("Sam")  # picked by name
     await card.get_by_role("button", name="Add member").click()
     await expect(card).to_contain_text("1 member")
     await expect(card).to_contain_text("○ Offline Sam")
@@ -69,9 +69,9 @@ async def test_book_again_a_favorite_workshop(browser: Browser, harness: Harness
     await expect(dialog).to_contain_text("your favorite workshop's mechanics get notified first")
     await screenshot(customer, "customer-availability-workshop")
     await dialog.get_by_role("button", name="Continue with Rivera Auto").click()
-    await expect(customer.locator("#request-message")).to_have_text("Waiting for a mechanic at Rivera Auto…")
+    await expect(customer.locator(".request-message")).to_have_text("Waiting for a mechanic at Rivera Auto…")
     await sam_console.get_by_role("button", name="Accept").click()
-    await expect(customer.locator("#request-message")).to_have_text("Sam accepted your request.", timeout=10_000)
+    await expect(customer.locator(".request-message")).to_have_text("Sam accepted your request.", timeout=10_000)
 
 
 async def test_an_offline_workshop_offers_notify_and_wait(browser: Browser, harness: Harness) -> None:
@@ -85,4 +85,4 @@ async def test_an_offline_workshop_offers_notify_and_wait(browser: Browser, harn
     dialog = customer.get_by_role("dialog")
     await expect(dialog).to_contain_text("○ Currently offline · last seen just now")
     await dialog.get_by_role("button", name="Notify & Wait for Rivera Auto").click()
-    await expect(customer.locator("#request-message")).to_contain_text("No one at Rivera Auto is online")
+    await expect(customer.locator(".request-message")).to_contain_text("No one at Rivera Auto is online")

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from databases import Database
 
-from api.database import open_database
 from base.clock import as_utc, from_ms, now_ms, utc_now
+from base.database import open_database
 from base.redis_client import RedisClient, connect
 from base.tables import mechanics
 from presence import tracker as tracker_module

@@ -1,12 +1,13 @@
-// The customer flow: favorites with live status, "Book Again" with the availability modal, the request's live
-// status, and the "Add to Favorites" prompt after the session. A reload finds the request again from the server.
+// The customer flow: favorites with live status, "Book Again" with the availability modal, every open request's
+// live status (a card each), and the "Add to Favorites" prompt after a session. A reload finds the requests again
+// from the server.
 import { ago, api, ApiError, el, forgetToken, showError, storedToken, storeToken } from "../common.js";
 
 const KEY = "favdispatch.customer";
 const $ = (id) => document.getElementById(id);
 const errors = $("errors");
 let token = storedToken(KEY);
-let currentRequest = null;
+const watched = new Map(); // request id -> { card, status, done }: the cards of the requests followed
 let openByFavorite = new Map(); // favorite's id -> their open request's id: "Book Again" waits for it
 let choice = null; // { favorite, status } while the modal is open
 let pollTimer = null;
@@ -22,6 +23,10 @@ async function call(method, path, body, headers) {
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       signOut(`Please sign in again: ${error.message}`);
+      throw new SignedOut(error.message);
+    }
+    if (error instanceof ApiError && error.code === "forbidden") {
+      signOut("This token is not a customer's: sign in with the customer token that make run printed.");
       throw new SignedOut(error.message);
     }
     if (!(error instanceof ApiError && error.status === 404 && path.endsWith("/status"))) showError(errors, error);
@@ -45,8 +50,9 @@ function statusLine(status, workshop = false) {
   const seen = ago(status.last_seen_seconds);
   if (status.is_online) {
     const count = status.online_count;
+    const who = status.online_members?.length ? `: ${status.online_members.join(", ")}` : "";
     return el("span", { class: "status-online" },
-      workshop ? `● ${count} mechanic${count === 1 ? "" : "s"} available now` : "● Available Now");
+      workshop ? `● ${count} mechanic${count === 1 ? "" : "s"} available now${who}` : "● Available Now");
   }
   return el("span", { class: "status-offline" },
     workshop ? `○ Currently offline · last seen ${seen}` : `○ Currently Offline · Last seen ${seen}`);
@@ -77,9 +83,9 @@ function favoriteCard(favorite) {
   return el("li", {},
     el("div", {}, el("strong", {}, favorite.name), isWorkshop(favorite) ? el("span", { class: "muted" }, " · workshop") : "",
       el("br"), statusLine(favorite, isWorkshop(favorite)),
-      el("span", { class: "muted" }, ` · booked ${favorite.booking_count}×`),
+      el("span", { class: "muted" }, favorite.booking_count ? ` · booked ${favorite.booking_count}×` : " · not booked yet"),
       open ? el("p", { class: "muted", id: `open-${favorite.provider_id}` }, "You have an open request with them: ",
-        el("a", { href: "#request", onclick: () => watch(open) }, "see your request")) : ""),
+        el("a", { href: `#requests`, onclick: () => watch(open) }, "see your request")) : ""),
     el("div", { class: "actions" }, book,
       el("button", { type: "button", "aria-label": `Remove ${favorite.name} from favorites`,
         onclick: () => removeFavorite(favorite) }, "Remove")));
@@ -123,7 +129,13 @@ async function openAvailability(favorite) {
   (favoriteButton.hidden ? $("choose-anyone") : favoriteButton).focus();
 }
 
+const isOpen = (status) => ["pending", "accepted"].includes(status);
+const openRequests = () => [...watched.values()].filter((w) => isOpen(w.status)).length;
+
 async function book(routing, favorite) {
+  const open = openRequests();
+  if (open > 0 && !window.confirm(`You already have ${open === 1 ? "an open request" : `${open} open requests`}. ` +
+      "Start another one as well?")) return;
   const body = { session_type: $("session-type").value, plan_code: $("plan").value, routing };
   if (favorite) body[isWorkshop(favorite) ? "preferred_workshop_id" : "preferred_mechanic_id"] = favorite.provider_id;
   // One key per booking: a retried or doubled click is answered with the same request, never a second one.
@@ -142,41 +154,102 @@ async function book(routing, favorite) {
   loadFavorites().catch(() => {});
 }
 
-function watch(requestId) {
-  currentRequest = requestId;
-  $("request").hidden = false;
-  clearInterval(pollTimer);
-  pollTimer = setInterval(() => refreshRequest().catch(() => {}), 1000);
-  refreshRequest().catch(() => {});
+// One card per request followed: its sentence, its state, Cancel while open, the prompt after the session.
+function requestCard(requestId) {
+  const card = el("li", { class: "request", "data-request": requestId, "aria-label": "Request" },
+    el("div", {},
+      el("p", { class: "request-message", "aria-live": "polite" }),
+      el("p", { class: "request-detail muted" }),
+      el("div", { class: "prompt", hidden: true })),
+    el("div", { class: "actions" },
+      el("button", { type: "button", class: "cancel-request", onclick: () => cancelRequest(requestId) }, "Cancel request"),
+      el("button", { type: "button", class: "close-request", hidden: true,
+        onclick: () => { watched.delete(requestId); card.remove(); showRequests(); } }, "Close")));
+  return card;
 }
 
-async function refreshRequest() {
-  if (!currentRequest) return;
-  const request = await call("GET", `/api/session-requests/${currentRequest}`);
-  $("request-message").textContent = request.message;
-  $("request-detail").textContent = `Status: ${request.status}` +
+function showRequests() {
+  $("requests-section").hidden = watched.size === 0;
+}
+
+function watch(requestId) {
+  if (!watched.has(requestId)) {
+    const card = requestCard(requestId);
+    watched.set(requestId, { card, status: "pending", done: false });
+    $("requests").prepend(card);
+  }
+  watched.get(requestId).done = false;
+  showRequests();
+  clearInterval(pollTimer);
+  pollTimer = setInterval(() => refreshRequests().catch(() => {}), 1000);
+  refreshRequest(requestId).catch(() => {});
+  watched.get(requestId).card.scrollIntoView?.({ block: "nearest" });
+}
+
+async function refreshRequests() {
+  await Promise.all([...watched].filter(([, w]) => !w.done).map(([id]) => refreshRequest(id)));
+}
+
+async function refreshRequest(requestId) {
+  const request = await call("GET", `/api/session-requests/${requestId}`);
+  const followed = watched.get(requestId);
+  if (!followed) return;
+  const { card } = followed;
+  followed.status = request.status;
+  card.querySelector(".request-message").textContent = request.message;
+  card.querySelector(".request-detail").textContent = `Status: ${request.status}` +
     (request.phase ? ` · ${request.phase === "priority" ? "your favorite first" : "offered to every available mechanic"}` : "") +
     (request.mechanic_name ? ` · mechanic: ${request.mechanic_name}` : "");
-  $("cancel-request").hidden = !["pending", "accepted"].includes(request.status);
-  const prompt = request.favorite_prompt;
-  $("prompt").hidden = !prompt;
-  if (prompt) {
-    $("prompt-title").textContent = `Great Session with ${prompt.name}!`;
-    $("prompt-add").onclick = async () => {
-      await call("POST", "/api/customer/favorites", { provider_id: prompt.mechanic_id, provider_type: "independent" });
-      toast(`${prompt.name} was added to your favorites.`);
-      await refreshRequest();
-      await loadFavorites();
-    };
-  }
-  if (["cancelled", "completed"].includes(request.status) && !prompt) clearInterval(pollTimer);
+  card.querySelector(".cancel-request").hidden = !isOpen(request.status);
+  showPrompt(card, requestId, request.favorite_prompt);
+  const finished = ["cancelled", "completed"].includes(request.status);
+  card.querySelector(".close-request").hidden = !finished || Boolean(request.favorite_prompt);
+  followed.done = finished && !request.favorite_prompt;
 }
 
-async function restoreRequest() {
-  // After a reload: the open request, else a finished one still asking "Add to Favorites?".
+// After a session: add the mechanic, or the workshop they work for, or both ("Add Sam" / "Add Patel Motors").
+function showPrompt(card, requestId, prompt) {
+  const region = card.querySelector(".prompt");
+  region.hidden = !prompt;
+  const shown = prompt ? prompt.choices.map((c) => c.provider_id).join() : "";
+  if (region.dataset.shown === shown) return; // redrawn only when it changes, so focus stays on its buttons
+  region.dataset.shown = shown;
+  if (!prompt) return region.replaceChildren();
+  const add = (choice, label) => el("button", { class: "primary", type: "button", onclick: async () => {
+    await call("POST", "/api/customer/favorites", { provider_id: choice.provider_id, provider_type: choice.provider_type });
+    toast(`${choice.name} was added to your favorites.`);
+    await refreshRequest(requestId);
+    await loadFavorites();
+  } }, label);
+  const only = prompt.choices.length === 1 ? prompt.choices[0] : null;
+  const tip = only && isWorkshop(only)
+    ? `Add ${only.name}, where ${prompt.name} works, to your favorites: next time its mechanics are asked first.`
+    : prompt.choices.length > 1
+      ? `Add ${prompt.name}, or ${prompt.choices[1].name} where they work, to your favorites for quick rebooking next time.`
+      : "Had a great experience? Add this mechanic to your favorites for quick rebooking next time.";
+  region.replaceChildren(
+    el("h3", {}, `Great Session with ${prompt.name}!`),
+    el("p", { class: "tip" }, tip),
+    el("div", { class: "actions" },
+      ...(only && !isWorkshop(only) ? [add(only, "Add to Favorites")] : prompt.choices.map((c) => add(c, `Add ${c.name}`))),
+      el("button", { type: "button", onclick: async () => {
+        await call("POST", `/api/session-requests/${requestId}/favorite-prompt/dismiss`);
+        await refreshRequest(requestId);
+      } }, "Not Now")));
+}
+
+async function cancelRequest(requestId) {
+  await call("POST", `/api/session-requests/${requestId}/cancel`);
+  await refreshRequest(requestId);
+  await loadFavorites();
+}
+
+async function restoreRequests() {
+  // After a reload: every open request, and the finished ones still asking "Add to Favorites?", oldest first so
+  // the newest ends on top.
   const { requests } = await call("GET", "/api/customer/session-requests?status=recent");
-  const found = requests.find((r) => ["pending", "accepted"].includes(r.status)) || requests.find((r) => r.favorite_prompt);
-  if (found) watch(found.id);
+  const followed = requests.filter((r) => isOpen(r.status) || r.favorite_prompt);
+  for (const request of followed.reverse()) watch(request.id);
 }
 
 function signedIn() {
@@ -184,7 +257,7 @@ function signedIn() {
   $("favorites").hidden = false;
   $("signout").hidden = false;
   loadFavorites().catch(() => {});
-  restoreRequest().catch(() => {});
+  restoreRequests().catch(() => {});
   clearInterval(favoritesTimer);
   favoritesTimer = setInterval(() => loadFavorites().catch(() => {}), 5000);
 }
@@ -193,9 +266,10 @@ function signOut(reason) {
   clearInterval(pollTimer);
   clearInterval(favoritesTimer);
   token = "";
-  currentRequest = null;
+  watched.clear();
+  $("requests").replaceChildren();
   forgetToken(KEY);
-  for (const id of ["favorites", "request", "signout"]) $(id).hidden = true;
+  for (const id of ["favorites", "requests-section", "signout"]) $(id).hidden = true;
   $("signin").hidden = false;
   $("signin-reason").textContent = reason || "";
   $("token").focus();
@@ -219,15 +293,6 @@ $("choose-anyone").addEventListener("click", () => {
 });
 $("choose-cancel").addEventListener("click", () => $("availability").close());
 $("book-anyone").addEventListener("click", () => book("broadcast", null));
-$("cancel-request").addEventListener("click", async () => {
-  await call("POST", `/api/session-requests/${currentRequest}/cancel`);
-  await refreshRequest();
-  await loadFavorites();
-});
-$("prompt-dismiss").addEventListener("click", async () => {
-  await call("POST", `/api/session-requests/${currentRequest}/favorite-prompt/dismiss`);
-  await refreshRequest();
-});
 window.addEventListener("unhandledrejection", (event) => {
   if (event.reason instanceof SignedOut) event.preventDefault(); // already shown as the sign-in form's reason
 });

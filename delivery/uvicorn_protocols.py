@@ -1,4 +1,11 @@
-"""uvicorn's sans-I/O WebSocket protocol, answering refused handshakes and keeping less per idle socket.
+"""uvicorn's protocols as favdispatch runs them: the one module that uses uvicorn's internals (its protocol
+classes, `uvicorn._types`, `ClientDisconnected`), for the versions `require` names below.
+
+What would let it go: uvicorn answering the handshake refusals websockets prepares (a `414`/`431` it now never
+writes), bounding request heads under httptools, and a public way to write an already framed message; the
+measurements that keep it are in docs/benchmarks.md (fan-out against `websockets.broadcast`, memory per socket).
+
+## The WebSocket protocol: refused handshakes answered, less kept per idle socket
 
 When websockets' parser refuses a handshake (a request line or a header over 8 KiB, such as an oversized token),
 it prepares a `414`/`431` response, but uvicorn never writes it: the client waits for ever while the server holds
@@ -12,6 +19,11 @@ than an `asyncio.Queue`, whose four deques cost about 3 KiB per socket.
 A frame going to many sockets is serialised once (`TextFrame`) and written as is to each transport
 (`write_frame`): uvicorn's ASGI `send` would encode, frame and join it again for every socket, through a
 coroutine per write, which made a broadcast cost half as much again as `websockets.broadcast`.
+
+## The HTTP protocol: bounded heads, and an access line an endpoint may leave out
+
+An endpoint that summarises its own traffic (the status poll, `api/poll_log.py`) tells the cycle answering it not
+to write the response's access line (`skip_access_line`): uvicorn decides that per server, not per response.
 """
 
 from __future__ import annotations
@@ -20,10 +32,17 @@ import asyncio
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+from base.versions import require
+
+require("uvicorn", "0.54", "0.55", module=__name__)
+
+__all__ = ["ClientDisconnected", "HttpProtocol", "TextFrame", "WebSocketProtocol", "skip_access_line"]
 
 
 class TextFrame:
@@ -104,3 +123,49 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handle_events()
             return
         super().data_received(data)
+
+
+# The HTTP protocol: a bound on request heads.
+#
+# httptools sets no limit on the size of a request line or headers: one 20 MB header is buffered whole (twice)
+# before the app sees anything. Like nginx and most servers, this refuses a head over `MAX_HEAD_BYTES` with `431`
+# and closes the connection, counting bytes as they arrive so that memory stays bounded.
+
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/json\r\ncontent-length: 74\r\nconnection: close\r\n\r\n"
+    b'{"error":"headers_too_large","message":"The request head is over 64 KiB."}'
+)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    _head_bytes = 0
+    _in_head = True  # until the first request's headers are complete
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+
+def skip_access_line(send: object) -> None:
+    """The response about to start through `send` (a cycle's ASGI send) writes no access line. uvicorn reads
+    `RequestResponseCycle.access_log` when the response starts; any other server's send is left as it is."""
+    cycle = getattr(send, "__self__", None)
+    if isinstance(cycle, RequestResponseCycle):
+        cycle.access_log = False

@@ -1,4 +1,5 @@
-"""Database URLs, connections and migrations: the one place that knows which driver each backend uses.
+"""`databases`' backends, compiling each statement once: the one module that uses `databases`' and SQLAlchemy's
+private internals (`databases.backends.*`, `CursorResultMetaData`), for the versions `require` names below.
 
 `databases` compiles every SQLAlchemy statement on every call (a quarter to a third of the CPU of the hot paths
 when profiled). Here each statement's shape is compiled once per process and reused: SQLAlchemy's own cache key
@@ -13,13 +14,10 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import asyncpg
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from databases import Database, DatabaseURL
 from databases.backends.common.records import Record, Row, create_column_maps
 from databases.backends.postgres import PostgresBackend, PostgresConnection
@@ -34,9 +32,14 @@ from sqlalchemy.engine.cursor import CursorResultMetaData
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.ddl import DDLElement
 
-from dispatch.sql import Prepared
+from base.sql import Prepared
+from base.versions import require
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What would let this module go: `databases` keeping each statement's compiled form itself (it compiles every
+# query on every call), and a public way to build its `Record` from a driver's rows; then this is a plain
+# `Database(url)`. Behaviours relied on are pinned by tests/test_internals.py and the whole suite.
+require("databases", "0.9", "0.10", module=__name__)
+require("sqlalchemy", "2.1", "2.2", module=__name__)
 
 
 STATEMENT_CACHE_LIMIT = 2000
@@ -285,36 +288,7 @@ class AppDatabase(Database):
 
     SUPPORTED_BACKENDS = {  # noqa: RUF012  (the base class declares it as a plain mutable attribute)
         **Database.SUPPORTED_BACKENDS,
-        "postgresql": "api.database:CachingPostgresBackend",
-        "postgres": "api.database:CachingPostgresBackend",
-        "sqlite": "api.database:ReusingSQLiteBackend",
+        "postgresql": "base.databases_internals:CachingPostgresBackend",
+        "postgres": "base.databases_internals:CachingPostgresBackend",
+        "sqlite": "base.databases_internals:ReusingSQLiteBackend",
     }
-
-
-def open_database(url: str) -> Database:
-    """Not yet connected: the caller owns `connect()` and `disconnect()`."""
-    ensure_sqlite_dir(url)
-    return AppDatabase(url)
-
-
-def sqlalchemy_async_url(url: str) -> str:
-    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`, `postgresql://` -> `postgresql+asyncpg://`."""
-    scheme, sep, rest = url.partition("://")
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-    return f"{driver.get(scheme, scheme)}{sep}{rest}"
-
-
-def ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite") and ":///" in url:
-        path = Path(url.split(":///", 1)[1])
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def migrate(url: str) -> None:
-    """Apply every alembic migration up to head (idempotent)."""
-    ensure_sqlite_dir(url)
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.attributes["database_url"] = url
-    command.upgrade(config, "head")

@@ -1,0 +1,53 @@
+"""The two modules that use other libraries' internals refuse versions they were not written for, and the
+behaviours they rely on hold with the installed versions (each pinned here or by the test named)."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+
+import pytest
+import sqlalchemy as sa
+
+from base.database import open_database
+from base.sql import Prepared
+from base.versions import require
+from delivery.uvicorn_protocols import HttpProtocol, TextFrame, WebSocketProtocol
+
+
+def test_a_version_outside_the_written_range_stops_the_process_in_one_line() -> None:
+    installed = version("uvicorn")
+    require("uvicorn", installed, "999", module="here")  # inside: nothing happens
+    with pytest.raises(SystemExit) as stopped:
+        require("uvicorn", "999", "1000", module="delivery.uvicorn_protocols")
+    message = str(stopped.value)
+    assert "\n" not in message and installed in message and "delivery.uvicorn_protocols" in message
+
+
+def test_uvicorns_protocol_hooks_we_override_still_exist() -> None:
+    """What the subclasses override or call (their behaviour: tests/api/test_hostile.py's 414/431 and oversized
+    heads, tests/presence/test_backpressure.py's writes of framed messages and cut slow clients)."""
+    for name in ("data_received", "on_message_begin", "on_headers_complete"):
+        assert callable(getattr(HttpProtocol, name))
+    for name in ("data_received", "handle_events", "connection_made"):
+        assert callable(getattr(WebSocketProtocol, name))
+    assert TextFrame(b"{}").wire == b"\x81\x02{}"  # an unmasked text frame, as websockets serialises it
+
+
+async def test_a_prepared_statement_is_compiled_once_and_takes_each_calls_values(tmp_path: object) -> None:
+    """The statement cache of `base/databases_internals.py`: one shape, many values, right rows each time."""
+    database = open_database(f"sqlite:///{tmp_path}/internals.db")
+    await database.connect()
+    try:
+        await database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        table = sa.table("t", sa.column("id"), sa.column("name"))
+        insert = table.insert().values(id=sa.bindparam("id"), name=sa.bindparam("name"))
+        select = sa.select(table.c.name).where(table.c.id == sa.bindparam("id"))
+        for i in range(3):
+            await database.execute(Prepared(insert, {"id": i, "name": f"n{i}"}))
+        names = [await database.fetch_val(Prepared(select, {"id": i})) for i in range(3)]
+        assert names == ["n0", "n1", "n2"]
+        rows = await asyncio.gather(*(database.fetch_one(Prepared(select, {"id": i})) for i in range(3)))
+        assert [r["name"] for r in rows if r is not None] == ["n0", "n1", "n2"]
+    finally:
+        await database.disconnect()
