@@ -8,6 +8,7 @@ nothing on disk. Stopped on exit. A cluster needs Redis 7 or later (sharded pub/
 from __future__ import annotations
 
 import ctypes
+import random
 import re
 import shutil
 import signal
@@ -66,7 +67,23 @@ def _version(binary: str) -> tuple[int, int] | None:
     return int(found[1]), int(found[2])
 
 
+# Listening ports are drawn below Linux's ephemeral range (32768-60999): a port found free there cannot be taken,
+# before its server binds it, by some client's outgoing connection, as one the kernel hands out could (a restarted
+# server in the suite once failed with 'address already in use' that way).
+_LISTENING_PORTS = range(20000, 32768)
+_PORT_PICKER = random.SystemRandom()  # not the `random` module's state, which test plugins may seed alike
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing listens on now, for a server about to start."""
+    for _ in range(100):
+        port = _PORT_PICKER.choice(_LISTENING_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
