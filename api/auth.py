@@ -34,14 +34,17 @@ class Principal:
     name: str | None
 
 
-def decode_token(token: str | None, secret: str) -> tuple[Principal, float]:
-    """The token's principal and expiry (epoch seconds); InvalidToken for anything else."""
+def decode_token(token: str | None, secret: str, audience: str | None = None) -> tuple[Principal, float]:
+    """The token's principal and expiry (epoch seconds); InvalidToken for anything else. A token minted for an
+    `audience` (a stream ticket) is only valid where that audience is asked for, and only there."""
     if not token:
         raise InvalidToken("A bearer token is required.")
     if len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken("The token is too large.")
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role", "exp"]})
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], audience=audience, options={"require": ["sub", "role", "exp"]}
+        )
     except jwt.ExpiredSignatureError:
         raise InvalidToken("The token has expired.") from None
     except jwt.PyJWTError:
@@ -81,3 +84,23 @@ def mint_token(secret: str, *, sub: str, role: Role, name: str | None = None, tt
     if name:
         claims["name"] = name
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+STREAM_TICKET_AUDIENCE = "favorites-stream"
+STREAM_TICKET_TTL_S = 60
+
+
+def mint_stream_ticket(secret: str, principal: Principal) -> str:
+    """A short-lived token for the favorites stream's URL (`EventSource` cannot send headers): valid there only,
+    for a minute, so one seen in a log or a browser's history opens nothing else and soon nothing at all."""
+    claims = {
+        "sub": principal.sub,
+        "role": principal.role.value,
+        "aud": STREAM_TICKET_AUDIENCE,
+        "exp": int(time.time()) + STREAM_TICKET_TTL_S,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_stream_ticket(secret: str, ticket: str) -> Principal:
+    return decode_token(ticket, secret, audience=STREAM_TICKET_AUDIENCE)[0]

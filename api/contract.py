@@ -8,10 +8,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api import admin, asyncapi, favorites, health, metrics, payments, push, session_requests, statuses, workshops
+from api import (
+    admin,
+    asyncapi,
+    favorites,
+    favorites_stream,
+    health,
+    metrics,
+    payments,
+    push,
+    session_requests,
+    statuses,
+    workshops,
+)
 from api.openapi import build
 
-MODULES = (health, statuses, favorites, session_requests, admin, workshops, payments, push, metrics)
+MODULES = (health, statuses, favorites, favorites_stream, session_requests, admin, workshops, payments, push, metrics)
 OPERATIONS = tuple(op for module in MODULES for op in module.endpoint.operations)
 OPENAPI = build(OPERATIONS)
 ASYNCAPI = asyncapi.build(OPENAPI["info"]["version"])

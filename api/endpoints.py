@@ -48,6 +48,7 @@ class Operation:
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
     required_query: tuple[str, ...] = ()  # of `query`, those a request must carry
     idempotent: bool = False  # honours an Idempotency-Key header
+    conditional: bool = False  # answers with an ETag, and 304 to a matching If-None-Match
     checks_its_caller: bool = False  # the handler decides who may call it (`/metrics`: loopback scrapers too)
     handler: Handler | None = None
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import schemas
 from api.context import caller, provider_type_of, services
 from api.endpoints import BODY_ERRORS, CUSTOMER, Endpoints
+from api.etags import etag_of, favorite_state, not_modified, still_fresh
 from api.responses import read_json, typed
+from api.runtime import Services
 from api.schemas import FavoriteBody
 from api.statuses import seconds_since, workshop_presence
 from base.clock import iso
 from base.errors import WorkshopNotFound
+from dispatch.favorites import Favorite
 from dispatch.mechanics import ProviderType
 from presence.tracker import last_seen_of
 
@@ -26,13 +31,23 @@ endpoint = Endpoints()
     CUSTOMER,
     response=schemas.Favorites,
     errors=(401, 403),
+    conditional=True,
 )
 async def list_favorites(request: Request) -> Response:
     principal = caller(request)
     svc = services(request)
-    favorites = await svc.favorites.list(principal.sub)
+    entries = await favorite_entries(svc, await svc.favorites.list(principal.sub))
+    etag = etag_of(*(favorite_state(entry) for entry in entries))
+    if still_fresh(request, etag):
+        return not_modified(etag)
+    return typed(schemas.Favorites(favorites=entries), headers={"etag": etag})
+
+
+async def favorite_entries(svc: Services, favorites: Sequence[Favorite]) -> list[schemas.Favorite]:
+    """The favorites with their live status, from memory (the presence replica, the cached workshops): what the
+    list answers and the live stream sends."""
     live = svc.presence.statuses([f.provider_id for f in favorites if f.provider_type != ProviderType.WORKSHOP])
-    body = []
+    entries = []
     for favorite in favorites:
         online_members: list[str] | None = None
         if favorite.provider_type == ProviderType.WORKSHOP:
@@ -45,7 +60,7 @@ async def list_favorites(request: Request) -> Response:
         else:
             last_seen = last_seen_of(live[favorite.provider_id], favorite.last_seen_at)
             is_online = live[favorite.provider_id].is_online
-        body.append(
+        entries.append(
             schemas.Favorite(
                 provider_id=favorite.provider_id,
                 provider_type=favorite.provider_type,
@@ -59,7 +74,7 @@ async def list_favorites(request: Request) -> Response:
                 online_members=online_members,
             )
         )
-    return typed(schemas.Favorites(favorites=body))
+    return entries
 
 
 @endpoint(

@@ -23,6 +23,7 @@ ERROR_TEXT = {
     "favorite (`request_already_open`, with its `request_id`).",
     413: "The body is larger than MAX_BODY_BYTES.",
     422: "Invalid body or parameters; the message names the field.",
+    429: "Too many at once (`too_many_streams`: a customer's live streams).",
     502: "Stripe refused or could not be reached.",
     503: "Redis or the database is unreachable.",
 }
@@ -40,6 +41,17 @@ IDEMPOTENCY_KEY = {
 }
 
 
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The `ETag` of your copy: 304 with no body while the status it describes still holds (a weak "
+    "tag: the copy's `last_seen_seconds` is as old as the copy, so count from `last_seen`).",
+    "schema": {"type": "string"},
+}
+ETAG_HEADER = {"ETag": {"description": "A weak tag for what this answer says.", "schema": {"type": "string"}}}
+
+
 def _ref(schema_type: type) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{schema_type.__name__}"}
 
@@ -50,7 +62,14 @@ def _operation(op: Operation) -> dict[str, Any]:
         ok["content"] = {op.media_type: {"schema": _ref(op.response)}}
     elif op.status != 204:
         ok["content"] = {op.media_type: {}}
+    if op.conditional:
+        ok["headers"] = ETAG_HEADER
     responses: dict[str, Any] = {str(status): ok for status in (op.status, *op.also)}
+    if op.conditional:
+        responses["304"] = {
+            "description": "Not Modified: your copy (`If-None-Match`) still holds.",
+            "headers": ETAG_HEADER,
+        }
     for status in op.errors:
         responses[str(status)] = {
             "description": ERROR_TEXT[status],
@@ -72,6 +91,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     ]
     if op.idempotent:
         parameters.append(IDEMPOTENCY_KEY)
+    if op.conditional:
+        parameters.append(IF_NONE_MATCH)
     if parameters:
         described["parameters"] = parameters
     if op.body is not None:

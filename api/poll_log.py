@@ -23,7 +23,7 @@ from prometheus_client import Counter
 STATUS_POLLS = Counter("favdispatch_status_polls_total", "Status polls answered, by HTTP status", ["code"])
 STATUS_POLL_SECONDS = Counter("favdispatch_status_poll_seconds_total", "Server time spent answering status polls")
 
-SUMMARISED = frozenset({200, 404})  # what a poll normally answers; anything else is logged on its own line
+SUMMARISED = frozenset({200, 304, 404})  # what a poll normally answers; anything else is logged on its own line
 METRICS_EVERY_S = 1.0
 # Upper bounds (ms) of the buckets a poll's server time is counted in; a percentile is read as its bucket's bound.
 BUCKETS_MS = (0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 50, 100, 250, 500, 1000, float("inf"))

@@ -34,6 +34,7 @@ from dispatch.devices import Devices
 from dispatch.favorites import Favorites
 from dispatch.fulfillment import Fulfillment
 from dispatch.kpis import Kpis
+from dispatch.live_favorites import LiveFavorites
 from dispatch.mechanics import Mechanics
 from dispatch.plans import Plans
 from dispatch.pushes import Pushes
@@ -64,6 +65,7 @@ class Services:
     workshops: Workshops
     mechanics: Mechanics
     favorites: Favorites
+    live_favorites: LiveFavorites
     plans: Plans
     pushes: Pushes
     push_sender: WebPushSender | None
@@ -212,6 +214,7 @@ async def open_services(settings: Settings) -> Services:
         mechanics=dispatch.mechanics,
         workshops=dispatch.workshops,
         favorites=dispatch.favorites,
+        live_favorites=dispatch.live_favorites,
         plans=dispatch.plans,
         pushes=dispatch.pushes,
         push_sender=push_sender,

@@ -201,6 +201,22 @@ class FavoriteAdded(msgspec.Struct, frozen=True):
     name: str
 
 
+class FavoriteRemoved(msgspec.Struct, frozen=True):
+    """The favorites stream's `removed` event."""
+
+    provider_id: str
+    reason: Annotated[
+        str, msgspec.Meta(description="`removed` by you (from any device), or `deleted` from the platform.")
+    ]
+
+
+class StreamTicket(msgspec.Struct, frozen=True):
+    ticket: Annotated[
+        str, msgspec.Meta(description="Pass as `?ticket=` to the favorites stream: valid there only, for a minute.")
+    ]
+    expires_in_s: int
+
+
 class MechanicCreated(msgspec.Struct, frozen=True):
     id: str
     name: str

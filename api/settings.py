@@ -68,6 +68,7 @@ class Settings:
     push_timeout_s: float
     routed_deliveries: bool
     poll_log_interval_s: float
+    stream_keepalive_s: float
 
     def push_targets(self) -> PushTargets:
         return PushTargets(
@@ -188,6 +189,7 @@ def load_settings(env_file: str | None = None) -> Settings:
         push_timeout_s=config("PUSH_TIMEOUT_S", cast=float, default=5.0),
         routed_deliveries=config("ROUTED_DELIVERIES", cast=bool, default=True),
         poll_log_interval_s=config("POLL_LOG_INTERVAL_S", cast=float, default=60.0),
+        stream_keepalive_s=config("STREAM_KEEPALIVE_S", cast=float, default=15.0),
     )
     _validate(settings)
     return settings
@@ -201,6 +203,7 @@ def _validate(settings: Settings) -> None:
         "PRIORITY_WINDOW_S": settings.priority_window_s,
         "NOTIFY_WAIT_WINDOW_S": settings.notify_wait_window_s,
         "OFFER_ACK_TIMEOUT_S": settings.offer_ack_timeout_s,
+        "STREAM_KEEPALIVE_S": settings.stream_keepalive_s,
     }
     for name, value in positive.items():
         if value <= 0:

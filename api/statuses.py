@@ -15,6 +15,7 @@ from api import schemas
 from api.auth import Principal, Role
 from api.context import authenticate, caller, services
 from api.endpoints import ANY, Endpoints
+from api.etags import etag_of, mechanic_state, not_modified, still_fresh
 from api.responses import error_response, typed
 from api.runtime import Services
 from base.clock import iso, iso_ms, now_ms, utc_now
@@ -79,6 +80,7 @@ def _priority_booking(svc: Services, principal: Principal) -> bool | None:
     ANY,
     response=schemas.MechanicStatus,
     errors=(401, 404),
+    conditional=True,
 )
 async def mechanic_status(request: Request) -> Response:
     return await _mechanic_status(request, caller(request), request.path_params["mechanic_id"])
@@ -87,7 +89,11 @@ async def mechanic_status(request: Request) -> Response:
 async def _mechanic_status(request: Request, principal: Principal, mechanic_id: str) -> Response:
     svc = services(request)
     mechanic = await svc.mechanics.get(mechanic_id)
-    return typed(live_statuses(svc, [mechanic], principal)[mechanic.id])
+    status = live_statuses(svc, [mechanic], principal)[mechanic.id]
+    etag = etag_of(*mechanic_state(status))
+    if still_fresh(request, etag):
+        return not_modified(etag)
+    return typed(status, headers={"etag": etag})
 
 
 POLL_PATH = re.compile(r"/api/mechanics/([^/]+)/status")
@@ -155,6 +161,7 @@ async def workshop_status(request: Request) -> Response:
     ANY,
     response=schemas.StatusBatch,
     errors=(401, 422),
+    conditional=True,
     query={"ids": {"type": "string", "minLength": 1}},
     required_query=("ids",),
 )
@@ -168,6 +175,7 @@ async def mechanics_status(request: Request) -> Response:
         raise InvalidInput(f"At most {MAX_STATUS_IDS} ids per request.")
     statuses = live_statuses(svc, await svc.mechanics.get_many(ids), principal)
     entries: list[schemas.MechanicStatus | schemas.UnknownMechanic] = []
+    states: list[tuple[object, ...]] = []
     for requested in ids:
         canonical = canonical_id(requested)
         status = statuses.get(canonical) if canonical else None
@@ -177,6 +185,11 @@ async def mechanics_status(request: Request) -> Response:
                     mechanic_id=requested, error=MechanicNotFound.code, message=MechanicNotFound.default_message
                 )
             )
+            states.append((requested, MechanicNotFound.code))
         else:
             entries.append(status)
-    return Response(_encode_batch({"mechanics": entries}), media_type="application/json")
+            states.append(mechanic_state(status))
+    etag = etag_of(*states)
+    if still_fresh(request, etag):
+        return not_modified(etag)
+    return Response(_encode_batch({"mechanics": entries}), media_type="application/json", headers={"etag": etag})

@@ -9,6 +9,7 @@ FavdispatchError
 │   └── RequestNotFound           request_not_found
 ├── InvalidInput                  422  validation_error (names the field)
 ├── BodyTooLarge                  413  body_too_large
+├── TooManyStreams                429  too_many_streams (a customer's live streams open at once, per process)
 ├── Conflict                      409
 │   ├── MechanicInOtherWorkshop   mechanic_in_other_workshop
 │   ├── PushEndpointTaken         push_endpoint_taken
@@ -84,6 +85,12 @@ class BodyTooLarge(FavdispatchError):
     code = "body_too_large"
     status = 413
     default_message = "The request body is too large."
+
+
+class TooManyStreams(FavdispatchError):
+    code = "too_many_streams"
+    status = 429
+    default_message = "Too many live streams are open for you: close one first."
 
 
 class Conflict(FavdispatchError):

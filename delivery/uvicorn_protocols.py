@@ -29,6 +29,7 @@ to write the response's access line (`skip_access_line`): uvicorn decides that p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -42,7 +43,14 @@ from base.versions import require
 
 require("uvicorn", "0.54", "0.55", module=__name__)
 
-__all__ = ["ClientDisconnected", "HttpProtocol", "TextFrame", "WebSocketProtocol", "skip_access_line"]
+__all__ = [
+    "ClientDisconnected",
+    "HttpProtocol",
+    "TextFrame",
+    "WebSocketProtocol",
+    "ends_at_shutdown",
+    "skip_access_line",
+]
 
 
 class TextFrame:
@@ -161,6 +169,26 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        """A response still streaming when the server shuts down (a live stream, `ends_at_shutdown`) is told to
+        end now, so its client reconnects to another process at once rather than after the graceful timeout."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            ending = cycle.scope.get(_ENDING)
+            if isinstance(ending, asyncio.Event):
+                ending.set()
+        super().shutdown()
+
+
+_ENDING = "favdispatch.ending"  # a scope key: the event `HttpProtocol.shutdown` sets
+
+
+def ends_at_shutdown(scope: MutableMapping[str, Any]) -> asyncio.Event:
+    """An event set when the server starts shutting down while this request's response is still streaming (set
+    by favdispatch's HTTP protocol; under any other server, never)."""
+    ending = scope[_ENDING] = asyncio.Event()
+    return ending
 
 
 def skip_access_line(send: object) -> None:

@@ -26,6 +26,7 @@ from dispatch.idempotency import IdempotencyKeys
 from dispatch.keeper import DeadlineKeeper
 from dispatch.keys import DispatchKeys
 from dispatch.kpis import Kpis
+from dispatch.live_favorites import LiveFavorites
 from dispatch.mechanics import Mechanics
 from dispatch.offers import Offers
 from dispatch.owed import Owed, OwedDriver
@@ -52,6 +53,7 @@ class Dispatch:
     mechanics: Mechanics
     workshops: Workshops
     favorites: Favorites
+    live_favorites: LiveFavorites
     plans: Plans
     pushes: Pushes
     loops: dict[str, Callable[[], Awaitable[None]]]
@@ -72,7 +74,10 @@ def assemble(
     hub = Hub(bus, keys.deliveries, presence.publish_to_devices if config.routed_deliveries else None)
     mechanics = Mechanics(database, bus, keys.changed_mechanics)
     workshops = Workshops(database, mechanics, bus, keys.changed_workshops)
-    favorites = Favorites(database, mechanics, workshops)
+    live_favorites = LiveFavorites(
+        presence.replica, bus, keys.changed_favorites, (keys.changed_mechanics, keys.changed_workshops)
+    )
+    favorites = Favorites(database, mechanics, workshops, live_favorites)
     plans = Plans(database)
     requests = Requests(database)
     pushes = Pushes(PushSubscriptions(database), requests, push_sender, config.push_retry_base_s)
@@ -115,6 +120,7 @@ def assemble(
         mechanics=mechanics,
         workshops=workshops,
         favorites=favorites,
+        live_favorites=live_favorites,
         plans=plans,
         pushes=pushes,
         loops={"deadlines": keeper.run, "owed deliveries": driver.run},

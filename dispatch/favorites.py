@@ -3,22 +3,27 @@ everywhere."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from databases import Database
+from redis.exceptions import RedisError
 
 from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
 from base.ids import canonical_id
 from base.sql import insert_ignoring_conflict
 from base.tables import mechanics
+from dispatch.live_favorites import LiveFavorites
 from dispatch.mechanics import Mechanics, ProviderType
 from dispatch.models import Status
 from dispatch.tables import favorites, session_requests, workshops
 from dispatch.workshops import Workshops
+
+log = logging.getLogger(__name__)
 
 sr = session_requests
 
@@ -51,10 +56,19 @@ class Favorite:
 
 
 class Favorites:
-    def __init__(self, database: Database, registry: Mechanics, workshops: Workshops) -> None:
+    def __init__(self, database: Database, registry: Mechanics, workshops: Workshops, live: LiveFavorites) -> None:
         self._db = database
         self._registry = registry
         self._workshops = workshops
+        self._live = live
+
+    async def _announce(self, customer_id: str) -> None:
+        """The customer's live streams, in every process, re-read their favorites. Redis away: the change is
+        committed all the same, and the streams re-read everything when pub/sub reconnects."""
+        try:
+            await self._live.favorites_changed(customer_id)
+        except (RedisError, OSError) as error:
+            log.warning("favorites of %s changed unannounced, Redis unreachable (%s)", customer_id, error)
 
     async def list(self, customer_id: str) -> list[Favorite]:
         """The customer's favorite mechanics and workshops that are not deleted, most booked first (the seed's
@@ -115,6 +129,8 @@ class Favorites:
             )
             .returning(favorites.c.provider_id)
         )
+        if inserted is not None:
+            await self._announce(customer_id)
         return favorite_id, name, inserted is not None
 
     async def remove(self, customer_id: str, provider_id: str) -> None:
@@ -122,9 +138,13 @@ class Favorites:
         canonical = canonical_id(provider_id)
         if canonical is None:
             raise MechanicNotFound()
-        await self._db.execute(
-            favorites.delete().where(favorites.c.customer_id == customer_id, favorites.c.provider_id == canonical)
+        removed = await self._db.fetch_one(
+            favorites.delete()
+            .where(favorites.c.customer_id == customer_id, favorites.c.provider_id == canonical)
+            .returning(favorites.c.provider_id)
         )
+        if removed is not None:
+            await self._announce(customer_id)
 
     async def which_are_favorites(self, customer_id: str, provider_ids: Sequence[str]) -> set[str]:
         """Those of `provider_ids` (mechanics or workshops) the customer has saved, in one query."""

@@ -32,6 +32,11 @@ class DispatchKeys:
         return f"{self.prefix}:workshops:changed"
 
     @property
+    def changed_favorites(self) -> str:
+        """Pub/sub channel announcing a customer's favorites added or removed: their live streams re-read them."""
+        return f"{self.prefix}:favorites:changed"
+
+    @property
     def deadlines(self) -> str:
         """Pub/sub channel on which a process says it armed a deadline, so every keeper reads it now."""
         return f"{self.prefix}:deadlines"

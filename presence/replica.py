@@ -11,6 +11,7 @@ server that died with its sockets), which makes Redis expire the key and announc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -49,6 +50,17 @@ class PresenceReplica:
         # Per rebuild in flight, the mechanics whose transitions were applied meanwhile: its snapshot may predate
         # them, so their membership is kept as the transitions left it.
         self._rebuilds_in_flight: list[set[str]] = []
+        self._change_hooks: list[Callable[[str], None]] = []
+
+    def on_change(self, hook: Callable[[str], None]) -> None:
+        """Call `hook(mechanic_id)` whenever a mechanic's status as this replica answers it changes (online, or
+        offline since a new time): what live views (the customers' favorites streams) follow."""
+        self._change_hooks.append(hook)
+
+    def _changed(self, mechanic_ids: set[str] | list[str]) -> None:
+        for hook in self._change_hooks:
+            for mechanic_id in mechanic_ids:
+                hook(mechanic_id)
 
     def status(self, mechanic_id: str) -> LiveStatus:
         if mechanic_id in self._online:
@@ -69,17 +81,23 @@ class PresenceReplica:
         self._changed_at[transition.mechanic_id] = transition.at
         for changed in self._rebuilds_in_flight:
             changed.add(transition.mechanic_id)
+        was_online = transition.mechanic_id in self._online
         if transition.is_online:
             self._online.add(transition.mechanic_id)
         else:
             self._online.discard(transition.mechanic_id)
         previous = self._last_seen.get(transition.mechanic_id, 0)
         self._last_seen[transition.mechanic_id] = max(previous, transition.at)
+        if was_online != transition.is_online or (not was_online and transition.at > previous):
+            self._changed([transition.mechanic_id])
 
     def forget(self, mechanic_id: str) -> None:
+        was_online = mechanic_id in self._online
         self._online.discard(mechanic_id)
         for changed in self._rebuilds_in_flight:
             changed.add(mechanic_id)
+        if was_online:
+            self._changed([mechanic_id])
 
     async def on_transition(self, data: str) -> None:
         try:
@@ -105,7 +123,9 @@ class PresenceReplica:
             self._rebuilds_in_flight.remove(changed_meanwhile)
         online = [i for reply in replies[0::3] for i in reply]
         lapsed = [i for reply in replies[1::3] for i in reply]
+        before = self._online
         self._online = ({str(i) for i in online} - changed_meanwhile) | (self._online & changed_meanwhile)
+        self._changed(before ^ self._online)
         for last_seen in replies[2::3]:
             for mechanic_id, ms in last_seen.items():
                 self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))

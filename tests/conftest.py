@@ -127,6 +127,7 @@ def settings(redis_url: str, database_url: str, key_prefix: str) -> Settings:
         offer_resends=2,
         log_level="WARNING",
         graceful_shutdown_s=1.0,
+        stream_keepalive_s=0.5,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -167,6 +168,16 @@ class Harness:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    async def wait_for_status(self, mechanic_id: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.status(mechanic_id)
+            if all(current.get(k) == v for k, v in fields.items()):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status never reached {fields}: {current}")
+            await asyncio.sleep(0.05)
+
     async def book(self, **body: Any) -> dict[str, Any]:
         body.setdefault("session_type", "video")
         body.setdefault("plan_code", "standard")
@@ -269,3 +280,84 @@ async def spawn_server(settings: Settings, output: IO[bytes] | None = None, **en
 
 def stop_server(server: ServerProcess) -> None:
     server.stop()
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    event: str
+    id: str
+    data: Any
+
+
+class EventStream:
+    """A Server-Sent Events response read as `EventSource` reads one: events dispatched with their type, data and
+    id; the last id seen (`last_event_id`, which an id-only message updates too); comments counted."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.last_event_id = ""
+        self.comments = 0
+        self.ended = asyncio.Event()
+        self._events: asyncio.Queue[ServerSentEvent] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        kind, data = "message", []
+        try:
+            async for line in self.response.aiter_lines():
+                if line == "":
+                    if data:
+                        self._events.put_nowait(ServerSentEvent(kind, self.last_event_id, json.loads("\n".join(data))))
+                    kind, data = "message", []
+                elif line.startswith(":"):
+                    self.comments += 1
+                else:
+                    name, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if name == "event":
+                        kind = value
+                    elif name == "data":
+                        data.append(value)
+                    elif name == "id":
+                        self.last_event_id = value
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.ended.set()
+
+    async def next(self, timeout: float = 5.0) -> ServerSentEvent:
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    async def until(self, kind: str, timeout: float = 5.0, **match: Any) -> ServerSentEvent:
+        """The next event of this type whose data has these fields (others before it are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = await self.next(max(0.0, deadline - time.monotonic()))
+            if event.event == kind and all(event.data.get(k) == v for k, v in match.items()):
+                return event
+
+    async def nothing_within(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            event = await self.next(seconds)
+            raise AssertionError(f"unexpected event {event}")
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        await self.response.aclose()
+
+
+@asynccontextmanager
+async def favorites_stream(
+    http: httpx.AsyncClient, headers: dict[str, str] | None = None, **params: str
+) -> AsyncIterator[EventStream]:
+    """`GET /api/customer/favorites/stream`, open (asserted 200) for the block's length."""
+    request = http.build_request("GET", "/api/customer/favorites/stream", headers=headers, params=params)
+    response = await http.send(request, stream=True)
+    assert response.status_code == 200, (await response.aread()).decode()
+    assert response.headers["content-type"].startswith("text/event-stream")
+    stream = EventStream(response)
+    try:
+        yield stream
+    finally:
+        await stream.close()
