@@ -143,3 +143,27 @@ async def test_operations_page(browser: Browser, harness: Harness) -> None:
     await expect(page.locator("#kpis")).to_contain_text("Favorite acceptance rate")
     await expect(page.locator("#chart-time svg")).to_be_visible()
     await screenshot(page, "ops")
+
+
+async def test_favorites_follow_the_stream_and_fall_back_to_polling(browser: Browser, harness: Harness) -> None:
+    """The customer's cards change as the mechanic comes and goes, with no reload and without polling the list;
+    where the stream is refused (a proxy in the way), the cards are polled instead and still follow."""
+    sam = await harness.create_mechanic("Sam")
+    await _favorite(harness, sam)
+    customer = await _customer(browser, harness)
+    polls: list[str] = []
+    customer.on("request", lambda r: polls.append(r.url) if r.url.endswith("/api/customer/favorites") else None)
+    cards = customer.locator("#favorites-list")
+    await expect(cards).to_contain_text("○ Currently Offline")
+    sam_app = await harness.connect(sam)
+    await expect(cards).to_contain_text("● Available Now")
+    await sam_app.close()
+    await expect(cards).to_contain_text("○ Currently Offline · Last seen just now")
+    assert polls == [], "streaming, the console does not poll the list"
+
+    refused = await _open(browser, harness, "customer", harness.token(Role.CUSTOMER, harness.customer_id), phone=True)
+    await refused.context.route("**/api/customer/favorites/stream*", lambda route: route.fulfill(status=503))
+    await refused.reload()
+    await expect(refused.locator("#favorites-list")).to_contain_text("○ Currently Offline", timeout=10_000)
+    await harness.connect(sam)
+    await expect(refused.locator("#favorites-list")).to_contain_text("● Available Now", timeout=10_000)

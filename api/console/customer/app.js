@@ -12,6 +12,8 @@ let openByFavorite = new Map(); // favorite's id -> their open request's id: "Bo
 let choice = null; // { favorite, status } while the modal is open
 let pollTimer = null;
 let favoritesTimer = null;
+let favorites = []; // as the stream (or, when it cannot be opened, the poll) last told them
+let live = null; // { source, lastEventId, failures } while the favorites stream is wanted
 
 class SignedOut extends Error {}
 
@@ -47,7 +49,8 @@ const isWorkshop = (favorite) => favorite.provider_type === "workshop";
 // A workshop is online while any of its mechanics is: "3 mechanics available now" (the workshop issue's
 // wording, as the mechanic's is the product document's).
 function statusLine(status, workshop = false) {
-  const seen = ago(status.last_seen_seconds);
+  // From `last_seen` rather than `last_seen_seconds`: a streamed or revalidated (304) status is as old as its event.
+  const seen = ago(status.last_seen ? Math.max(0, (Date.now() - Date.parse(status.last_seen)) / 1000) : null);
   if (status.is_online) {
     const count = status.online_count;
     const who = status.online_members?.length ? `: ${status.online_members.join(", ")}` : "";
@@ -66,9 +69,69 @@ async function loadOpenRequests() {
   return requests;
 }
 
+// Favorites live: the stream's events update the cards as mechanics come and go. An `EventSource` cannot send the
+// token, so each (re)connection asks for a one-minute ticket and names the last event it saw. Where the stream
+// cannot be opened (a proxy that buffers it, an old browser), the cards are polled every 5 s instead.
+function openFavoritesStream() {
+  if (!window.EventSource) return pollFavorites();
+  live = { source: null, lastEventId: "", failures: 0 };
+  connectFavoritesStream().catch(() => pollFavorites());
+}
+
+async function connectFavoritesStream() {
+  const current = live;
+  if (!current) return;
+  const { ticket } = await call("POST", "/api/customer/stream-tickets");
+  if (live !== current) return; // signed out meanwhile
+  const query = new URLSearchParams({ ticket });
+  if (current.lastEventId) query.set("last_event_id", current.lastEventId);
+  const source = current.source = new EventSource(`/api/customer/favorites/stream?${query}`);
+  const update = (handler) => (event) => {
+    current.lastEventId = event.lastEventId;
+    current.failures = 0;
+    handler(JSON.parse(event.data));
+    showFavorites();
+  };
+  source.addEventListener("snapshot", update((body) => { favorites = body.favorites; }));
+  source.addEventListener("favorite", update((favorite) => {
+    const at = favorites.findIndex((f) => f.provider_id === favorite.provider_id);
+    if (at < 0) favorites.push(favorite);
+    else favorites[at] = favorite;
+  }));
+  source.addEventListener("removed", update(({ provider_id }) => {
+    favorites = favorites.filter((f) => f.provider_id !== provider_id);
+  }));
+  // A stream that never delivers its first event (a buffering proxy) is as good as none.
+  setTimeout(() => { if (live === current && !current.lastEventId) pollFavorites(); }, 10000);
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || live !== current) return; // EventSource reconnects by itself
+    // Refused (an expired ticket after a long absence) or cut off for good: a new ticket, from where it left off.
+    current.lastEventId = source.lastEventId || current.lastEventId;
+    current.failures += 1;
+    if (current.failures > 3) return pollFavorites();
+    setTimeout(() => connectFavoritesStream().catch(() => pollFavorites()), 500 * current.failures);
+  });
+}
+
+function pollFavorites() {
+  closeFavoritesStream();
+  loadFavorites().catch(() => {});
+  clearInterval(favoritesTimer);
+  favoritesTimer = setInterval(() => loadFavorites().catch(() => {}), 5000);
+}
+
+function closeFavoritesStream() {
+  live?.source?.close();
+  live = null;
+}
+
 async function loadFavorites() {
-  const { favorites } = await call("GET", "/api/customer/favorites");
+  if (!live) ({ favorites } = await call("GET", "/api/customer/favorites"));
   await loadOpenRequests();
+  showFavorites();
+}
+
+function showFavorites() {
   $("favorites-empty").hidden = favorites.length > 0;
   $("favorites-list").replaceChildren(...favorites.map(favoriteCard));
 }
@@ -195,7 +258,9 @@ async function refreshRequest(requestId) {
   const followed = watched.get(requestId);
   if (!followed) return;
   const { card } = followed;
+  const changed = followed.status !== request.status;
   followed.status = request.status;
+  if (changed) loadFavorites().catch(() => {}); // "Book Again" waits while a request with them is open
   card.querySelector(".request-message").textContent = request.message;
   card.querySelector(".request-detail").textContent = `Status: ${request.status}` +
     (request.phase ? ` · ${request.phase === "priority" ? "your favorite first" : "offered to every available mechanic"}` : "") +
@@ -256,15 +321,19 @@ function signedIn() {
   $("signin").hidden = true;
   $("favorites").hidden = false;
   $("signout").hidden = false;
-  loadFavorites().catch(() => {});
+  loadOpenRequests().catch(() => {});
   restoreRequests().catch(() => {});
+  openFavoritesStream();
   clearInterval(favoritesTimer);
-  favoritesTimer = setInterval(() => loadFavorites().catch(() => {}), 5000);
+  // Streaming, this only redraws "last seen 3 minutes ago" and which favorites have an open request.
+  favoritesTimer = setInterval(() => loadFavorites().catch(() => {}), live ? 30000 : 5000);
 }
 
 function signOut(reason) {
   clearInterval(pollTimer);
   clearInterval(favoritesTimer);
+  closeFavoritesStream();
+  favorites = [];
   token = "";
   watched.clear();
   $("requests").replaceChildren();
