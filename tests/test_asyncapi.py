@@ -37,11 +37,15 @@ def test_the_document_is_valid_asyncapi_3() -> None:
 
 
 def test_it_names_every_frame_the_server_accepts_and_sends_and_every_close_code() -> None:
-    operations = ASYNCAPI["operations"]
-    received = {op["messages"][0]["$ref"].rsplit("/", 1)[1] for op in operations.values() if op["action"] == "receive"}
-    sent = {op["messages"][0]["$ref"].rsplit("/", 1)[1] for op in operations.values() if op["action"] == "send"}
+    socket = [op for op in ASYNCAPI["operations"].values() if op["channel"]["$ref"] == "#/channels/mechanic"]
+    received = {op["messages"][0]["$ref"].rsplit("/", 1)[1] for op in socket if op["action"] == "receive"}
+    sent = {op["messages"][0]["$ref"].rsplit("/", 1)[1] for op in socket if op["action"] == "send"}
     assert received == _tags(frames.ClientFrame)
     assert sent == _tags(frames.ServerFrame)
+    stream = [op for op in ASYNCAPI["operations"].values() if op["channel"]["$ref"] == "#/channels/favorites"]
+    events = {ASYNCAPI["components"]["messages"][op["messages"][0]["$ref"].rsplit("/", 1)[1]]["name"] for op in stream}
+    assert events == {"snapshot", "favorite", "removed"}
+    assert {op["action"] for op in stream} == {"send"}
     assert set(ASYNCAPI["channels"]["mechanic"]["x-close-codes"]) == {str(int(code)) for code in CloseCode}
 
 

@@ -10,10 +10,20 @@ import uuid
 from dataclasses import replace
 
 import httpx
+import jsonschema
 
 from api.auth import Principal, Role, mint_stream_ticket, mint_token
+from api.contract import ASYNCAPI
 from api.settings import Settings
-from tests.helpers import Harness, favorites_stream, spawn_server, start_server, stop_server
+from tests.helpers import Harness, ServerSentEvent, favorites_stream, spawn_server, start_server, stop_server
+
+
+def _documented(event: ServerSentEvent) -> ServerSentEvent:
+    """The event, checked against its payload schema in /asyncapi.json."""
+    components = ASYNCAPI["components"]
+    schema = {**components["messages"][f"stream_{event.event}"]["payload"], "components": components}
+    jsonschema.Draft202012Validator(schema).validate(event.data)
+    return event
 
 
 async def _favorite(harness: Harness, provider_id: str, provider_type: str = "independent") -> None:
@@ -46,7 +56,7 @@ async def test_the_stream_starts_with_a_snapshot_then_sends_each_transition(harn
     listed = (await harness.http.get("/api/customer/favorites", headers=harness.customer)).json()["favorites"]
 
     async with favorites_stream(harness.http, harness.customer) as stream:
-        snapshot = await stream.next()
+        snapshot = _documented(await stream.next())
         assert snapshot.event == "snapshot"
         assert snapshot.data == {"favorites": listed}
         assert snapshot.id
@@ -56,7 +66,7 @@ async def test_the_stream_starts_with_a_snapshot_then_sends_each_transition(harn
         assert online.data["is_online"] is True and online.data["name"] == "Sam"
 
         await harness.connect(ana)
-        workshop = await stream.until("favorite", provider_id=patel)
+        workshop = _documented(await stream.until("favorite", provider_id=patel))
         assert workshop.data["is_online"] is True and workshop.data["online_members"] == ["Ana"]
 
         await sam_app.close()
@@ -79,7 +89,8 @@ async def test_favorites_added_removed_and_deleted_arrive_as_events(harness: Har
 
         removed = await harness.http.delete(f"/api/customer/favorites/{lee}", headers=harness.customer)
         assert removed.status_code == 204
-        assert (await stream.until("removed", provider_id=lee)).data == {"provider_id": lee, "reason": "removed"}
+        gone = _documented(await stream.until("removed", provider_id=lee))
+        assert gone.data == {"provider_id": lee, "reason": "removed"}
 
         deleted = await harness.http.delete(f"/api/admin/mechanics/{sam}", headers=harness.admin)
         assert deleted.status_code == 204, deleted.text
