@@ -1,7 +1,8 @@
 """The mechanics' socket, and the customers' favorites stream, as an AsyncAPI 3 document, built from the frame types
-themselves (`dispatch/frames.py`, and the stream's event types in `api/schemas.py`) and the close codes (`delivery/close_codes.py`): what `/openapi.json` is for HTTP, `/asyncapi.json` is for the
-socket, so app builders can generate clients and validate frames with their own tools. `docs/protocol.md` says
-the same in prose (when to send what); the suite checks this document against the AsyncAPI 3.0.0 schema.
+themselves (`dispatch/frames.py`, and the stream's event types in `api/schemas.py`) and the close codes
+(`delivery/close_codes.py`): what `/openapi.json` is for HTTP, `/asyncapi.json` is for the socket, so app builders
+can generate clients and validate frames with their own tools. `docs/protocol.md` says the same in prose (when to
+send what); the suite checks this document against the AsyncAPI 3.0.0 schema.
 
 Operations are the server's, as AsyncAPI reads them: it `receive`s each client frame and `send`s each server frame.
 """
