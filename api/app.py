@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from api.contract import ROUTES
+from api.favorites_stream import STREAM_PATH, serve_stream
 from api.responses import exception_handlers
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
@@ -55,9 +56,10 @@ SOCKET_PATH = "/ws/mechanic"
 
 
 class App(Starlette):
-    """Starlette, with the two hottest endpoints handed straight to their handlers: the mechanics' socket (a socket
-    lives for hours, and each layer above the endpoint, the error middleware and the router, would keep a coroutine
-    frame per connection) and the status poll (those layers cost as much as its answer)."""
+    """Starlette, with the hottest endpoints handed straight to their handlers: the mechanics' socket and the
+    customers' favorites stream (each lives for hours, and each layer above the endpoint, the error middleware and
+    the router, would keep a coroutine frame per connection) and the status poll (those layers cost as much as its
+    answer)."""
 
     def __init__(self, socket: Callable[..., Awaitable[None]], **options: Any) -> None:
         super().__init__(**options)
@@ -68,6 +70,8 @@ class App(Starlette):
             await poll(scope, receive, send, polled[1])
         elif scope["type"] == "websocket" and scope["path"] == SOCKET_PATH:
             await self._socket(scope, receive, send)
+        elif scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == STREAM_PATH:
+            await serve_stream(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

@@ -21,7 +21,8 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api import schemas
 from api.auth import STREAM_TICKET_TTL_S, Principal, Role, mint_stream_ticket, verify_stream_ticket
@@ -29,10 +30,10 @@ from api.context import authenticate, caller, services
 from api.endpoints import CUSTOMER, Endpoints
 from api.etags import favorite_state
 from api.favorites import favorite_entries
-from api.responses import typed
+from api.responses import error_response, typed
 from api.runtime import Services
 from base.errors import Forbidden, InvalidToken, TooManyStreams, WorkshopNotFound
-from delivery.uvicorn_protocols import ends_at_shutdown
+from delivery.uvicorn_protocols import on_stream_end
 from dispatch.favorites import Favorite
 from dispatch.live_favorites import Watch
 from dispatch.mechanics import ProviderType
@@ -40,6 +41,7 @@ from dispatch.mechanics import ProviderType
 log = logging.getLogger(__name__)
 endpoint = Endpoints()
 
+STREAM_PATH = "/api/customer/favorites/stream"
 MAX_STREAMS_PER_CUSTOMER = 10  # per process: a few devices and tabs, not a flood of idle streams
 RETRY_MS = 2000  # what `EventSource` waits before reconnecting
 _encode = msgspec.json.Encoder().encode
@@ -61,7 +63,7 @@ async def stream_ticket(request: Request) -> Response:
 
 @endpoint(
     "get",
-    "/api/customer/favorites/stream",
+    STREAM_PATH,
     "Your favorites, live (Server-Sent Events: `snapshot`, then `favorite` and `removed`); resumes from "
     "`Last-Event-ID`. Authenticate with the bearer header or `?ticket=`.",
     CUSTOMER,
@@ -79,12 +81,64 @@ async def favorites_stream(request: Request) -> Response:
     if svc.live_favorites.streams_of(principal.sub) >= MAX_STREAMS_PER_CUSTOMER:
         raise TooManyStreams()
     resume_from = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    events = _events(svc, principal.sub, resume_from, ends_at_shutdown(request.scope))
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},  # nginx: pass each event on at once
-    )
+    return EventStream(svc, principal.sub, resume_from)
+
+
+async def serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
+    """The stream as a plain ASGI endpoint (`api/app.py` hands it its GETs): it lives for hours, and Starlette's
+    router, middlewares and `StreamingResponse` would keep a dozen coroutine frames and a task group with two tasks
+    per stream. Errors are answered as the handlers do."""
+    request = Request(scope, receive)
+    try:
+        response = await favorites_stream(request)
+    except Exception as exc:  # noqa: BLE001 (what ServerErrorMiddleware would do: a JSON 500, logged)
+        response = await error_response(request, exc)
+    await response(scope, receive, send)
+
+
+class EventStream(Response):
+    """The stream's response: its events written straight to `send` as they come, until the client goes away or
+    the server shuts down."""
+
+    def __init__(self, svc: Services, customer_id: str, resume_from: str | None) -> None:
+        # Not Response.__init__, which would declare the empty body's `content-length: 0`.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+        ]
+        self._svc = svc
+        self._customer_id = customer_id
+        self._resume_from = resume_from
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        live = self._svc.live_favorites
+        watch = live.open(self._customer_id)
+        listener = None
+        if not on_stream_end(scope, send, watch.end):
+            listener = asyncio.ensure_future(_until_disconnected(receive, watch))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b"retry: %d\n\n" % RETRY_MS, "more_body": True})
+            try:
+                async for event in _events(self._svc, watch, self._resume_from):
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+            except Exception:
+                log.warning("a favorites stream ended on an error; its client reconnects", exc_info=True)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            live.close(watch)
+            if listener is not None:
+                listener.cancel()
+
+
+async def _until_disconnected(receive: Receive, watch: Watch) -> None:
+    """Under a server that does not say when a stream must end: until `http.disconnect`."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    watch.end()
 
 
 def _stream_caller(request: Request) -> Principal:
@@ -105,25 +159,10 @@ def _event(kind: str, event_id: str, body: msgspec.Struct) -> bytes:
     return b"event: %s\nid: %s\ndata: %s\n\n" % (kind.encode(), event_id.encode(), _encode(body))
 
 
-async def _events(
-    svc: Services, customer_id: str, resume_from: str | None, ending: asyncio.Event
-) -> AsyncIterator[bytes]:
-    """The stream: registered before anything is read, so no change between the read and the first event is missed
-    (a change heard meanwhile is sent again, never lost)."""
-    live = svc.live_favorites
-    watch = live.open(customer_id)
-    try:
-        yield b"retry: %d\n\n" % RETRY_MS
-        async for event in _changes(svc, watch, resume_from, ending):
-            yield event
-    except Exception:
-        log.warning("a favorites stream ended on an error; its client reconnects", exc_info=True)
-    finally:
-        live.close(watch)
-
-
-async def _changes(svc: Services, watch: Watch, resume_from: str | None, ending: asyncio.Event) -> AsyncIterator[bytes]:
-    """The events: a snapshot (or, resuming, what changed since), then each change, until the server shuts down."""
+async def _events(svc: Services, watch: Watch, resume_from: str | None) -> AsyncIterator[bytes]:
+    """A snapshot (or, resuming, what changed since), then each change, until the stream ends. The watch was
+    registered before anything is read, so no change between the read and the first event is missed (one heard
+    meanwhile is sent again, never lost)."""
     live = svc.live_favorites
     position = live.position()
     favorites = await _read(svc, watch)
@@ -137,10 +176,12 @@ async def _changes(svc: Services, watch: Watch, resume_from: str | None, ending:
                 yield _event("favorite", position, entry)
         yield b"id: %s\n\n" % position.encode()  # caught up, even when nothing changed
     sent = {entry.provider_id: favorite_state(entry) for entry in entries}
-    while not ending.is_set():
-        if not await _woken(watch, ending, svc.settings.stream_keepalive_s):
+    while not watch.ended:
+        if not await _woken(watch, svc.settings.stream_keepalive_s):
             yield b": keepalive\nid: %s\n\n" % live.position().encode()
             continue
+        if watch.ended:
+            return
         position = live.position()
         changed, reread = watch.take()
         if reread:
@@ -181,18 +222,15 @@ async def _touched(svc: Services, entry: schemas.Favorite, changed: set[str]) ->
         return False
 
 
-async def _woken(watch: Watch, ending: asyncio.Event, keepalive_s: float) -> bool:
-    """Until something the stream watches changed (True), the server shuts down (True: the loop then ends), or
-    `keepalive_s` passed quietly (False)."""
-    if watch.wake.is_set():
-        return True
-    waiters = {asyncio.ensure_future(watch.wake.wait()), asyncio.ensure_future(ending.wait())}
+async def _woken(watch: Watch, keepalive_s: float) -> bool:
+    """Until something the stream watches changed, or it must end (True), or `keepalive_s` passed quietly (False).
+    A timeout, not `wait_for`: that would take a task per idle stream."""
     try:
-        done, _ = await asyncio.wait(waiters, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return bool(done)
+        async with asyncio.timeout(keepalive_s):
+            await watch.wake.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _why_gone(svc: Services, provider_id: str) -> str:

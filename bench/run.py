@@ -36,6 +36,7 @@ from bench.phases import (
 )
 from bench.report import machine, render
 from bench.servers import ROOT, bare_urls, prepare_ours, redis_binary, running, socketio_urls, spawn
+from bench.streams import WATCHED, streams_phase
 from scripts.embedded_redis import EmbeddedRedis
 
 
@@ -53,6 +54,7 @@ async def main() -> None:
         help="a PostgreSQL server where the benchmark may create (and then drop) a database of its own",
     )
     parser.add_argument("--transitions", type=int, default=100, help="presence transitions timed across processes")
+    parser.add_argument("--streams", type=int, default=10_000, help="customers' favorites streams held open")
     parser.add_argument(
         "--only",
         choices=[
@@ -65,6 +67,7 @@ async def main() -> None:
             "routing",
             "cluster",
             "capacity",
+            "streams",
         ],
         help="run one phase and print its figures",
     )
@@ -82,6 +85,7 @@ async def main() -> None:
         return
     if args.quick:
         args.connections, args.heartbeat_clients, args.seconds, args.windows, args.other_keys = 300, 50, 2, 100, 10_000
+        args.streams = 500
     n = args.connections
     if args.only == "memory":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
@@ -131,6 +135,11 @@ async def main() -> None:
         (ROOT / "bench" / "capacity.json").write_text(json.dumps(found, indent=2) + "\n")
         print(json.dumps(found, indent=2))
         return
+    if args.only == "streams":
+        with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
+            ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", WATCHED + 2)
+            print(json.dumps(await streams_phase(ours, args.streams, args.seconds), indent=2))
+        return
     if args.only == "bookings":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             print(json.dumps(await bookings_phase(redis.url, workdir, args.postgres, args.bookings), indent=2))
@@ -140,7 +149,7 @@ async def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "connections": n,
     }
-    steps = tqdm(total=11, desc="benchmarks")
+    steps = tqdm(total=12, desc="benchmarks")
     with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
         results["machine"]["redis"] = subprocess.run(
             [redis_binary(), "--version"], capture_output=True, text=True
@@ -185,6 +194,10 @@ async def main() -> None:
 
         # 4. status endpoint vs the bare route, taking turns
         status = await status_phase(ours, args.seconds)
+        steps.update(1)
+
+        # 4b. the customers' favorites streams: latency, memory, and the status poll beside them
+        results["streams"] = await streams_phase(ours, args.streams, args.seconds)
         steps.update(1)
 
         # 5. offer latency, favdispatch and the bare booking server, on SQLite and PostgreSQL

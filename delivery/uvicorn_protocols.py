@@ -20,17 +20,21 @@ A frame going to many sockets is serialised once (`TextFrame`) and written as is
 (`write_frame`): uvicorn's ASGI `send` would encode, frame and join it again for every socket, through a
 coroutine per write, which made a broadcast cost half as much again as `websockets.broadcast`.
 
-## The HTTP protocol: bounded heads, and an access line an endpoint may leave out
+## The HTTP protocol: bounded heads, an access line an endpoint may leave out, streams told when to end
 
 An endpoint that summarises its own traffic (the status poll, `api/poll_log.py`) tells the cycle answering it not
 to write the response's access line (`skip_access_line`): uvicorn decides that per server, not per response.
+
+A response that streams for hours (the customers' favorites stream) is told when its client goes away or the
+server shuts down (`on_stream_end`): uvicorn would otherwise say so only to a task waiting on `receive`, one more
+per stream, and keep a stream open through a shutdown until the graceful timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, MutableMapping
+from typing import Any, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -48,7 +52,7 @@ __all__ = [
     "HttpProtocol",
     "TextFrame",
     "WebSocketProtocol",
-    "ends_at_shutdown",
+    "on_stream_end",
     "skip_access_line",
 ]
 
@@ -171,24 +175,37 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def shutdown(self) -> None:
-        """A response still streaming when the server shuts down (a live stream, `ends_at_shutdown`) is told to
-        end now, so its client reconnects to another process at once rather than after the graceful timeout."""
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            ending = cycle.scope.get(_ENDING)
-            if isinstance(ending, asyncio.Event):
-                ending.set()
+        """A response still streaming when the server shuts down (a live stream: `on_stream_end`) is told to end
+        now, so its client reconnects to another process at once rather than after the graceful timeout."""
+        self._end_stream()
         super().shutdown()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        """A streaming response whose client went away is told at once: uvicorn's `send` would drop what it writes
+        without a word, and hearing `http.disconnect` would take a task per stream waiting on `receive`."""
+        self._end_stream()
+        super().connection_lost(exc)
 
-_ENDING = "favdispatch.ending"  # a scope key: the event `HttpProtocol.shutdown` sets
+    def _end_stream(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            end = cast("dict[str, Any]", cycle.scope).pop(_ON_END, None)
+            if end is not None:
+                end()
 
 
-def ends_at_shutdown(scope: MutableMapping[str, Any]) -> asyncio.Event:
-    """An event set when the server starts shutting down while this request's response is still streaming (set
-    by favdispatch's HTTP protocol; under any other server, never)."""
-    ending = scope[_ENDING] = asyncio.Event()
-    return ending
+_ON_END = "favdispatch.on_end"  # a scope key: what `HttpProtocol` calls when a streaming response must end
+
+
+def on_stream_end(scope: MutableMapping[str, Any], send: object, end: Callable[[], None]) -> bool:
+    """Have `end` called once when the response about to stream through `send` (a cycle's ASGI send, as uvicorn
+    passes it) must end: its client went away, or the server is shutting down. False under any other server (the
+    caller must then listen for `http.disconnect` itself)."""
+    cycle = getattr(send, "__self__", None)
+    if not isinstance(cycle, RequestResponseCycle) or not isinstance(cycle.transport.get_protocol(), HttpProtocol):
+        return False
+    scope[_ON_END] = end
+    return True
 
 
 def skip_access_line(send: object) -> None:

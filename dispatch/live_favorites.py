@@ -42,7 +42,12 @@ class Watch:
     subjects: frozenset[str] = frozenset()  # favorite ids and favorite workshops' member ids
     changed: set[str] = field(default_factory=set)  # mechanics whose presence changed
     reread: bool = False  # its favorites themselves may have changed
+    ended: bool = False  # its client went away, or the server is shutting down
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
 
     def take(self) -> tuple[set[str], bool]:
         """What changed since the last call, and whether to re-read the favorites; clears both."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 
 from scripts.embedded_redis import free_port
 
@@ -79,21 +80,48 @@ def spawn_python(
     return ServerProcess(process, port)
 
 
+class PortTaken(RuntimeError):
+    """The server exited at start-up: another process took its port first."""
+
+
 async def wait_ready(server: ServerProcess, timeout_s: float = 20.0) -> None:
-    """Until favdispatch answers `/readyz` with 200 (killed, and RuntimeError, if it exits or takes too long)."""
+    """Until favdispatch answers `/readyz` with 200 from this process (killed, and RuntimeError, if it exits or
+    takes too long; PortTaken if another server holds its port)."""
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
+                if _holds_port(server, any_process=True):
+                    raise PortTaken(f"port {server.port} was taken before the server could listen on it")
                 raise RuntimeError(f"the server exited with {server.process.returncode}")
             try:
-                if (await client.get(f"{server.base_url}/readyz")).status_code == 200:
+                answer = await client.get(f"{server.base_url}/readyz")
+                if answer.status_code == 200 and _holds_port(server):
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
     server.process.kill()
     raise RuntimeError("the server did not become ready")
+
+
+def _holds_port(server: ServerProcess, *, any_process: bool = False) -> bool:
+    """Whether the server's process (or one of its workers) listens on its port; `any_process`: whether anything
+    does. Another server that took the port first would answer `/readyz` too."""
+    try:
+        if any_process:
+            listening = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+        else:
+            root = psutil.Process(server.process.pid)
+            processes = (root, *root.children(recursive=True))
+            listening = [c.laddr for p in processes for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        return False
+    return any(_port(address) == server.port for address in listening)
+
+
+def _port(address: object) -> int | None:
+    return getattr(address, "port", None)
 
 
 def wait_listening(server: ServerProcess, timeout_s: float = 30.0) -> None:

@@ -23,7 +23,7 @@ from api.app import create_app
 from api.auth import Role, mint_token
 from api.settings import Settings
 from scripts.embedded_redis import free_port
-from scripts.processes import ServerProcess, spawn_python, wait_ready
+from scripts.processes import PortTaken, ServerProcess, spawn_python, wait_ready
 from scripts.serve import uvicorn_options
 from tests.openapi_check import validate_response
 
@@ -271,11 +271,19 @@ def server_env(settings: Settings) -> dict[str, str]:
 async def spawn_server(settings: Settings, output: IO[bytes] | None = None, **env: str) -> ServerProcess:
     """A server in a process of its own (to run several, or to kill one with SIGKILL); `env` overrides settings,
     `output` receives its log."""
-    server = spawn_python(
-        ["-m", "scripts.serve", "--production", "--port", "{port}"], {**server_env(settings), **env}, output
-    )
-    await wait_ready(server)
-    return server
+    retries = 2  # on another port, should another server have taken this one first
+    while True:
+        server = spawn_python(
+            ["-m", "scripts.serve", "--production", "--port", "{port}"], {**server_env(settings), **env}, output
+        )
+        try:
+            await wait_ready(server)
+        except PortTaken:
+            if retries == 0:
+                raise
+            retries -= 1
+            continue
+        return server
 
 
 def stop_server(server: ServerProcess) -> None:

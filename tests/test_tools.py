@@ -23,7 +23,8 @@ from api.web_push import new_vapid_private_key
 from base.database import migrate, open_database
 from base.tables import mechanics
 from scripts.embedded_redis import free_port
-from tests.helpers import Harness, start_server
+from scripts.processes import PortTaken, spawn_python, wait_ready
+from tests.helpers import Harness, server_env, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -192,3 +193,17 @@ async def test_make_run_leaves_no_redis_behind_whatever_stops_it(tmp_path: Path,
         with contextlib.suppress(ProcessLookupError):
             os.killpg(make.pid, signal.SIGKILL)
         make.wait()
+
+
+async def test_a_server_whose_port_another_took_is_told_apart_from_a_ready_one(harness: Harness) -> None:
+    """The suite's servers start on a free port that another process may take first: the one answering `/readyz`
+    on it must not be mistaken for the one just started (PortTaken, so that the caller retries elsewhere)."""
+    taken = int(harness.base_url.rsplit(":", 1)[1])  # a ready favdispatch listens there already
+    server = spawn_python(
+        ["-m", "scripts.serve", "--production", "--port", "{port}"], server_env(harness.settings), port=taken
+    )
+    try:
+        with pytest.raises(PortTaken):
+            await wait_ready(server)
+    finally:
+        server.stop()
