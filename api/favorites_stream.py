@@ -88,12 +88,16 @@ async def serve_stream(scope: Scope, receive: Receive, send: Send) -> None:
     """The stream as a plain ASGI endpoint (`api/app.py` hands it its GETs): it lives for hours, and Starlette's
     router, middlewares and `StreamingResponse` would keep a dozen coroutine frames and a task group with two tasks
     per stream. Errors are answered as the handlers do."""
-    request = Request(scope, receive)
-    try:
-        response = await favorites_stream(request)
-    except Exception as exc:  # noqa: BLE001 (what ServerErrorMiddleware would do: a JSON 500, logged)
-        response = await error_response(request, exc)
+    response = await _answer(Request(scope, receive))
     await response(scope, receive, send)
+
+
+async def _answer(request: Request) -> Response:
+    """The stream or the error; the request (its parsed headers and query) is not kept for the stream's life."""
+    try:
+        return await favorites_stream(request)
+    except Exception as exc:  # noqa: BLE001 (what ServerErrorMiddleware would do: a JSON 500, logged)
+        return await error_response(request, exc)
 
 
 class EventStream(Response):

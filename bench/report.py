@@ -24,6 +24,37 @@ def _visibility_line(v: dict[str, Any]) -> str:
     )
 
 
+def _streams_lines(streams: dict[str, Any] | None) -> list[str]:
+    """The customers' favorites streams: latency to a stream, memory per stream beside a mechanic socket's, and
+    the status poll beside them."""
+    if streams is None:
+        return []
+    seen, quiet = streams["visible_on_stream"], streams["status_with_transitions"]
+    per_socket_kib = streams["per_socket_kib"]
+    loaded = streams["status_with_transitions_and_streams"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    when = f" (measured {streams['date']}, `--only streams`)" if "date" in streams else ""
+    return [
+        f"Favorites streams{when}: {streams['streams']:,} open on one process, {streams['transitions_per_s']} "
+        f"presence transitions a second each reaching {streams['streams_per_transition']} streams.",
+        f"- A transition visible on a customer's stream: online p50 {seen['online']['p50_ms']} ms / p99 "
+        f"{seen['online']['p99_ms']} ms, offline p50 {seen['offline']['p50_ms']} ms / p99 "
+        f"{seen['offline']['p99_ms']} ms over {seen['trials']} trials (target p99 ≤ 50 ms: online "
+        f"{verdict(seen['online']['p99_ms'] <= 50)}, offline {verdict(seen['offline']['p99_ms'] <= 50)}).",
+        f"- Memory per idle stream {streams['per_stream_kib']} KiB, beside {per_socket_kib} KiB per idle mechanic "
+        f"socket on the same server (target ≤ a socket's: {verdict(streams['per_stream_kib'] <= per_socket_kib)}); "
+        f"{streams['streams']:,} streams opened in {streams['opened_in_s']} s (each reads its favorites once).",
+        f"- The status poll (wrk) with the transitions going: {quiet['rps']} requests/s, p99 {quiet['p99_ms']} ms "
+        f"with no stream open; {loaded['rps']} requests/s, p99 {loaded['p99_ms']} ms with every stream open "
+        f"({loaded['rps'] / quiet['rps']:.2f}×; target: not slowed, ≥ 0.9×: "
+        f"{verdict(loaded['rps'] >= 0.9 * quiet['rps'])}). Alone: {streams['status_quiet']['rps']} requests/s.",
+        "",
+    ]
+
+
 def _offer_latency_lines(latency: dict[str, Any]) -> list[str]:
     lines = [
         "Offer latency, booking sent → priority offer on the favorite's socket: concurrent bookings on pre-opened "
@@ -211,6 +242,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         _visibility_line(r["visibility"]),
         "",
+        *_streams_lines(r.get("streams")),
         *_offer_latency_lines(r["offer_latency"]),
         "",
         f"Fallback lateness, deadline → broadcast offer on a socket, {fl['windows']} pending windows: "

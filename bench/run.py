@@ -138,7 +138,13 @@ async def main() -> None:
     if args.only == "streams":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
             ours = await prepare_ours(redis.url, f"sqlite:///{workdir}/bench.db", WATCHED + 2)
-            print(json.dumps(await streams_phase(ours, args.streams, args.seconds), indent=2))
+            found = await streams_phase(ours, args.streams, args.seconds)
+        # Kept beside the last full run's figures, dated: docs/benchmarks.md shows it with them.
+        results = json.loads((ROOT / "bench" / "results.json").read_text())
+        results["streams"] = {**found, "date": datetime.now(UTC).isoformat(timespec="seconds")}
+        (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+        (ROOT / "docs" / "benchmarks.md").write_text(render(results))
+        print(json.dumps(found, indent=2))
         return
     if args.only == "bookings":
         with EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as workdir:
