@@ -146,6 +146,11 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
                     lambda: _every(settings.presence_ttl_s, "presence reconcile", presence.replica.rebuild),
                 )
             ),
+            asyncio.create_task(
+                _supervise(
+                    "presence ghosts", lambda: _every(settings.presence_ttl_s, "ghost count", presence.count_ghosts)
+                )
+            ),
             asyncio.create_task(_supervise("liveness", services.sockets.sweep_forever)),
         ]
         # Serve only once deliveries can be heard, or an offer published right after start-up could be missed.
@@ -200,7 +205,11 @@ async def open_services(settings: Settings) -> Services:
     )
     dispatch = assemble(database, redis, bus, presence, settings.dispatch_config(), push_sender)
     sockets = SocketRegistry(settings.presence_ttl_s)
-    sockets.on_silent(lambda connection: _release_later(presence, connection.owner, connection.connection_id))
+    sockets.on_silent(
+        lambda connection, silent_s: spawn(
+            presence.release_silent(connection.owner, connection.connection_id, silent_s)
+        )
+    )
     return Services(
         settings=settings,
         tokens=TokenVerifier(str(settings.jwt_secret)),
@@ -228,8 +237,3 @@ async def open_services(settings: Settings) -> Services:
         dispatch_loops=dispatch.loops,
         stop_dispatch=dispatch.stop,
     )
-
-
-def _release_later(presence: PresenceTracker, mechanic_id: str, connection_id: str) -> None:
-    """A socket closed for silence stops counting as online now, not when its close handshake ends."""
-    spawn(presence.untrack(mechanic_id, connection_id))

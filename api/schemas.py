@@ -258,3 +258,27 @@ class WebhookReceived(msgspec.Struct, frozen=True):
     received: bool
     outcome: str
     request_id: str | None
+
+
+class OfflineLag(msgspec.Struct, frozen=True):
+    count: int
+    p50_s: Annotated[float | None, msgspec.Meta(description="Upper bound of the histogram bucket; null: none yet.")]
+    p99_s: float | None
+
+
+class PresenceAccuracy(msgspec.Struct, frozen=True):
+    """How right "online" is: docs/kpis.md says what each figure means and what to do when it drifts."""
+
+    online: int
+    expected_offline_lag_s: Annotated[
+        list[float], msgspec.Meta(description="[PRESENCE_TTL_S, PRESENCE_TTL_S plus one sweep]: where lags belong.")
+    ]
+    offline_lag: Annotated[
+        dict[str, OfflineLag],
+        msgspec.Meta(description="From a device's last frame to its offline transition: `silent`, `expired`."),
+    ]
+    ghosts: Annotated[int, msgspec.Meta(description="Shown online with no heartbeat within the TTL, last check.")]
+    flaps: Annotated[int, msgspec.Meta(description="Back online within a minute of going offline, since start.")]
+    offers_to_offline: Annotated[
+        int, msgspec.Meta(description="Priority offers that found no device of their mechanic, since start.")
+    ]

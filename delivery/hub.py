@@ -171,15 +171,16 @@ class Hub:
     def find(self, owner: str, connection_id: str) -> Connection | None:
         return next((c for c in self._by_owner.get(owner, ()) if c.connection_id == connection_id), None)
 
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope) -> int | None:
         """Deliver to the addressed sockets on every process, this one included: through the processes that hold
         the addressed mechanics' devices, or everyone's channel for a broadcast or a close (a close must reach a
-        device even after its presence is gone)."""
+        device even after its presence is gone). Routed, how many processes hold a device of the addressed (0: none
+        has one); else None."""
         encoded = encode_envelope(envelope)
         if envelope.to is None or envelope.close_code is not None or self._route is None:
             await self._bus.publish(self._channel, encoded)
-        else:
-            await self._route(envelope.to, self._own_channel_prefix, encoded)
+            return None
+        return await self._route(envelope.to, self._own_channel_prefix, encoded)
 
     async def disconnect(self, owner: str, close_code: int) -> None:
         """Close every socket of an owner, on every process."""

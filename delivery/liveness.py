@@ -16,7 +16,7 @@ from collections.abc import Callable
 from delivery.close_codes import CloseCode
 from delivery.hub import Connection
 
-SilentHook = Callable[[Connection], None]
+SilentHook = Callable[[Connection, float], None]  # the socket, and how long it was silent (s)
 
 
 class SocketRegistry:
@@ -26,8 +26,14 @@ class SocketRegistry:
         self._heard: OrderedDict[Connection, float] = OrderedDict()
         self._on_silent: list[SilentHook] = []
 
+    @property
+    def sweep_s(self) -> float:
+        """How often silent sockets are looked for: a silent device is offline within the TTL and this."""
+        return self._tick_s
+
     def on_silent(self, hook: SilentHook) -> None:
-        """Called for each socket the sweep closes (e.g. to release its presence at once)."""
+        """Called for each socket the sweep closes, with how long it was silent (e.g. to release its presence at
+        once)."""
         self._on_silent.append(hook)
 
     def heard(self, connection: Connection) -> None:
@@ -39,7 +45,8 @@ class SocketRegistry:
 
     def sweep(self) -> int:
         """Close every socket silent for the whole TTL; returns how many."""
-        cutoff = time.monotonic() - self._silence_s
+        now = time.monotonic()
+        cutoff = now - self._silence_s
         closed = 0
         while self._heard:
             connection, last = next(iter(self._heard.items()))
@@ -48,7 +55,7 @@ class SocketRegistry:
             del self._heard[connection]
             connection.close(CloseCode.PRESENCE_TIMEOUT)
             for hook in self._on_silent:
-                hook(connection)
+                hook(connection, now - last)
             closed += 1
         return closed
 

@@ -6,6 +6,10 @@ from prometheus_client import Counter, Histogram
 
 OFFERS_SENT = Counter("favdispatch_offers_sent_total", "Offers published, by kind", ["kind"])
 OFFER_ACKS = Counter("favdispatch_offer_acks_total", "Offer acks received")
+OFFERS_TO_OFFLINE = Counter(
+    "favdispatch_offers_to_offline_total",
+    "Priority offers that found no device of the mechanic they were for (offline by the time they went out)",
+)
 OFFER_RESENDS = Counter("favdispatch_offer_resends_total", "Priority offers resent for want of an ack")
 FALLBACKS = Counter("favdispatch_fallbacks_total", "Requests that fell back to broadcast, by reason", ["reason"])
 ACCEPTS = Counter("favdispatch_accepts_total", "Accepted requests, by routing type", ["routing_type"])

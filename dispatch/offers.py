@@ -16,6 +16,7 @@ from delivery.envelope import Envelope
 from delivery.hub import Connection, Hub
 from delivery.uvicorn_protocols import TextFrame
 from dispatch import frames
+from dispatch.metrics import OFFERS_TO_OFFLINE
 from dispatch.models import OfferKind, RevokeReason, SessionRequest, offer_id
 from dispatch.wording import DEFAULT_CUSTOMER_NAME
 
@@ -83,7 +84,7 @@ class Offers:
         even devices that already hold this attempt)."""
         if not to:
             return
-        await self._hub.publish(
+        reached = await self._hub.publish(
             Envelope(
                 frame=_raw(offer_frame(request, OfferKind.PRIORITY, workshop_name)),
                 to=to,
@@ -92,6 +93,8 @@ class Offers:
                 repeat=repeat,
             )
         )
+        if reached == 0:  # shown online when it was decided, gone by the time it went out
+            OFFERS_TO_OFFLINE.inc()
 
     async def broadcast(self, request: SessionRequest, excluded: tuple[str, ...]) -> None:
         await self._hub.publish(

@@ -71,6 +71,12 @@ class PresenceReplica:
     def is_online(self, mechanic_id: str) -> bool:
         return mechanic_id in self._online
 
+    def offline_since(self, mechanic_id: str) -> int | None:
+        """When an offline mechanic's last transition was applied (ms; None if online or never seen)."""
+        if mechanic_id in self._online:
+            return None
+        return self._changed_at.get(mechanic_id)
+
     def online_ids(self) -> list[str]:
         return list(self._online)
 

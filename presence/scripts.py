@@ -73,13 +73,14 @@ return 0
 # KEYS[1] online key, KEYS[2] devices zset, KEYS[3] shard's online index, KEYS[4] shard's last_seen hash.
 # ARGV[1] mechanic id, ARGV[2] now (ms), ARGV[3] transitions channel
 # Called by every process that hears the online key expire (a crash): the DEL of the devices set decides which
-# one publishes, so the offline transition goes out once, dated by the last heartbeat.
+# one publishes, so the offline transition goes out once, dated by the last heartbeat. Returns that date (ms)
+# from the process that published, 0 elsewhere.
 EXPIRED = """
 if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('DEL', KEYS[2]) == 1 then
   redis.call('ZREM', KEYS[3], ARGV[1])
   local seen = tonumber(redis.call('HGET', KEYS[4], ARGV[1])) or tonumber(ARGV[2])
   redis.call('PUBLISH', ARGV[3], cjson.encode({mechanic_id = ARGV[1], is_online = false, at = seen}))
-  return 1
+  return seen
 end
 return 0
 """

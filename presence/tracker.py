@@ -27,8 +27,8 @@ from base.clock import as_stored, from_ms, now_ms
 from base.redis_client import RedisClient, is_cluster
 from presence import scripts
 from presence.config import PresenceConfig
-from presence.keys import SHARDS, MechanicKeys, PresenceKeys
-from presence.metrics import HEARTBEATS
+from presence.keys import SHARDS, MechanicKeys, PresenceKeys, shard_of
+from presence.metrics import FLAPS, GHOSTS, HEARTBEATS, OFFLINE_LAG
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ FLUSH_BATCH = 1000
 LAST_SEEN_ROWS = 1000
 TOUCH_BATCH = 500  # devices per script call: bounds how long one call holds Redis (a few milliseconds)
 HEARTBEAT_BATCH_S = 0.01
+FLAP_WINDOW_MS = 60_000  # back online this soon after going offline: a flap
+GHOST_SLACK_MS = 1000  # a heartbeat's batch and its trip to Redis: not yet a ghost
 
 
 class PresenceTracker:
@@ -82,6 +84,9 @@ class PresenceTracker:
             keys=self._device_keys(mechanic_id), args=[*self._touch_args(now), mechanic_id, connection_id]
         )
         went_online = bool(flag)
+        offline_since = self.replica.offline_since(mechanic_id)
+        if went_online and offline_since is not None and now - offline_since < FLAP_WINDOW_MS:
+            FLAPS.inc()
         if went_online or not self.replica.is_online(mechanic_id):
             self.replica.apply(Transition(mechanic_id=mechanic_id, is_online=True, at=now))
         return went_online
@@ -175,6 +180,34 @@ class PresenceTracker:
                     await self._redis.script_load(script.script)
         raise AssertionError("unreachable")
 
+    async def release_silent(self, mechanic_id: str, connection_id: str, silent_s: float) -> None:
+        """A device this server closed for silence (`silent_s` since its last frame) stops counting at once."""
+        if await self.untrack(mechanic_id, connection_id):
+            OFFLINE_LAG.labels("silent").observe(silent_s)
+
+    async def count_ghosts(self) -> int:
+        """Mechanics this replica shows online whose last heartbeat (Redis's) is older than the TTL, give or take
+        GHOST_SLACK_MS: what a customer sees as online with nobody there. Set as the ghosts gauge."""
+        online = self.replica.online_ids()
+        cutoff = now_ms() - int(self.config.ttl_s * 1000) - GHOST_SLACK_MS
+        by_shard: dict[int, list[str]] = {}
+        for mechanic_id in online:
+            by_shard.setdefault(shard_of(mechanic_id), []).append(mechanic_id)
+        ghosts = 0
+        if by_shard:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard, ids in by_shard.items():
+                    pipe.hmget(self.keys.last_seen(shard), ids)
+                replies = await pipe.execute()
+            for ids, seen in zip(by_shard.values(), replies, strict=True):
+                ghosts += sum(
+                    1
+                    for mechanic_id, ms in zip(ids, seen, strict=True)
+                    if (ms is None or int(ms) < cutoff) and self.replica.is_online(mechanic_id)
+                )
+        GHOSTS.set(ghosts)
+        return ghosts
+
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
         """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""
         self._pending_beats.pop(connection_id, None)
@@ -232,10 +265,13 @@ class PresenceTracker:
         if mechanic_id is None:
             return
         keys = self.keys.of_mechanic(mechanic_id)
-        await self._expired(
+        now = now_ms()
+        last_frame = await self._expired(
             keys=[keys.online, keys.devices, keys.online_index, keys.last_seen],
-            args=[mechanic_id, now_ms(), self.keys.transitions],
+            args=[mechanic_id, now, self.keys.transitions],
         )
+        if last_frame:
+            OFFLINE_LAG.labels("expired").observe(max(0, now - int(last_frame)) / 1000)
 
     def statuses(self, mechanic_ids: list[str]) -> dict[str, LiveStatus]:
         """Live status of many mechanics, from memory."""

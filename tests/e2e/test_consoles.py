@@ -133,7 +133,7 @@ async def test_deleted_favorite_says_so(browser: Browser, harness: Harness) -> N
 
 
 async def test_operations_page(browser: Browser, harness: Harness) -> None:
-    """The operations page shows who is online, open requests, the KPIs and the charts."""
+    """The operations page shows who is online, open requests, the KPIs, presence accuracy and the charts."""
     sam = await harness.create_mechanic("Sam")
     await harness.connect(sam)
     await harness.book(routing="broadcast")
@@ -142,6 +142,10 @@ async def test_operations_page(browser: Browser, harness: Harness) -> None:
     await expect(page.locator("#open")).to_contain_text("broadcast")
     await expect(page.locator("#kpis")).to_contain_text("Favorite acceptance rate")
     await expect(page.locator("#chart-time svg")).to_be_visible()
+    presence = page.locator("#presence")
+    await expect(presence).to_contain_text("Ghosts: shown online, not heard within the TTL")
+    ttl = harness.settings.presence_ttl_s
+    await expect(presence).to_contain_text(f"{ttl}–")  # the expected offline lag, from the settings
     await screenshot(page, "ops")
 
 

@@ -181,11 +181,13 @@ const KPI_COLUMNS = ["KPI", "All", "Priority arm", "Control arm", "Target"];
 
 async function refresh() {
   try {
-    const [online, open, kpis] = await Promise.all([
+    const [online, open, kpis, presence] = await Promise.all([
       api(token, "GET", "/api/admin/mechanics/online"),
       api(token, "GET", "/api/admin/session-requests"),
       api(token, "GET", "/api/admin/kpis"),
+      api(token, "GET", "/api/admin/presence-accuracy"),
     ]);
+    showPresence(presence);
     $("signin").hidden = true;
     $("dashboard").hidden = false;
     $("signout").hidden = false;
@@ -219,6 +221,25 @@ async function refresh() {
   } catch (error) {
     showError(errors, error);
   }
+}
+
+const PRESENCE_COLUMNS = ["Measure", "Now", "Expected"];
+
+// How right "online" is: the offline lag by how devices went, ghosts, flaps and offers that found nobody.
+function showPresence(presence) {
+  const [low, high] = presence.expected_offline_lag_s;
+  const lag = (cause) => {
+    const { count, p50_s: p50, p99_s: p99 } = presence.offline_lag[cause];
+    return count ? `p50 ≤ ${p50} s · p99 ≤ ${p99} s (${count})` : "none yet";
+  };
+  const row = (label, now, expected) => el("tr", {}, el("th", { scope: "row" }, label),
+    ...[now, expected].map((cell, i) => el("td", { "data-label": PRESENCE_COLUMNS[i + 1] }, cell)));
+  $("presence").replaceChildren(
+    row("Offline after a silent device's last frame", lag("silent"), `${low}–${high} s`),
+    row("Offline after a crashed server's last heartbeat", lag("expired"), `${low}–${high} s and Redis's expiry`),
+    row("Ghosts: shown online, not heard within the TTL", `${presence.ghosts}`, "0"),
+    row("Flaps: back online within a minute", `${presence.flaps}`, "few"),
+    row("Priority offers that found no device", `${presence.offers_to_offline}`, "0"));
 }
 
 function signedIn() {
