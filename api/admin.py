@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -19,6 +20,7 @@ from base.clock import utc_now
 from base.errors import InvalidInput
 from dispatch.requests import RequestSearch
 from dispatch.rollout import Arm
+from dispatch.what_if import CANNOT_KNOW
 
 endpoint = Endpoints()
 
@@ -129,6 +131,53 @@ async def kpis(request: Request) -> Response:
         raise InvalidInput("arm must be priority or control.") from None
     report = await services(request).kpis.report(_instant(request, "since"), _instant(request, "until"), arm)
     return JSONResponse(report)
+
+
+MAX_WHAT_IF_WINDOWS = 12
+
+
+@endpoint(
+    "get",
+    "/api/admin/kpis/what-if",
+    "What other priority windows would have done to the requests served: favorite acceptance, fallback rate and "
+    "time to session start, each with a 95% interval (the method and its limits: docs/kpis.md).",
+    ADMIN,
+    response=schemas.WhatIf,
+    errors=(401, 403, 422),
+    query={
+        "priority_window_s": {
+            "type": "string",
+            "description": "Windows in seconds, comma-separated (default: the current one and a few around it).",
+        },
+        "since": {"type": "string", "format": "date-time"},
+        "until": {"type": "string", "format": "date-time"},
+    },
+)
+async def what_if(request: Request) -> Response:
+    svc = services(request)
+    current = svc.settings.priority_window_s
+    windows = _windows(request.query_params.get("priority_window_s"), current)
+    found = await svc.kpis.what_if(windows, _instant(request, "since"), _instant(request, "until"))
+    return typed(
+        schemas.WhatIf(
+            current_priority_window_s=current,
+            windows=[msgspec.convert(estimate, schemas.WindowEstimate, from_attributes=True) for estimate in found],
+            cannot_know=CANNOT_KNOW,
+        )
+    )
+
+
+def _windows(text: str | None, current: float) -> list[float]:
+    """The windows asked for, or by default the current one with a quarter, a half, one and a half and twice it."""
+    if not text:
+        return sorted({current * factor for factor in (0.25, 0.5, 1, 1.5, 2)})
+    try:
+        windows = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise InvalidInput("priority_window_s must be numbers of seconds, comma-separated.") from None
+    if not windows or len(windows) > MAX_WHAT_IF_WINDOWS or not all(0 < w <= 86_400 for w in windows):
+        raise InvalidInput(f"priority_window_s: 1 to {MAX_WHAT_IF_WINDOWS} windows, each of 1 s to a day.")
+    return windows
 
 
 @endpoint(

@@ -282,3 +282,28 @@ class PresenceAccuracy(msgspec.Struct, frozen=True):
     offers_to_offline: Annotated[
         int, msgspec.Meta(description="Priority offers that found no device of their mechanic, since start.")
     ]
+
+
+class EstimateInterval(msgspec.Struct, frozen=True):
+    value: float | None
+    low: Annotated[float | None, msgspec.Meta(description="95% interval (Wilson for rates, normal for the mean).")]
+    high: float | None
+
+
+class WindowEstimate(msgspec.Struct, frozen=True):
+    priority_window_s: float
+    requests: int
+    favorite_acceptance: EstimateInterval
+    fallback: EstimateInterval
+    time_to_start_minutes: Annotated[EstimateInterval, msgspec.Meta(description="The mean, with its interval.")]
+    median_time_to_start_minutes: float | None
+    beyond_the_log: Annotated[
+        bool,
+        msgspec.Meta(description="Longer than any window the log was served with: acceptance is a lower bound."),
+    ]
+
+
+class WhatIf(msgspec.Struct, frozen=True):
+    current_priority_window_s: float
+    windows: list[WindowEstimate]
+    cannot_know: str

@@ -19,9 +19,10 @@ from databases import Database
 from base.clock import as_utc, iso
 from base.stats import percentile
 from dispatch.changes import FAVORITE_ACCEPT
-from dispatch.models import Columns, EventKind
+from dispatch.models import Columns, EventKind, Routing, RoutingType
 from dispatch.rollout import Arm
 from dispatch.tables import request_events, session_requests
+from dispatch.what_if import Estimate, Served, estimate
 
 FAVORITE_ACCEPTANCE_TARGET = 0.70
 FALLBACK_TARGET = 0.30
@@ -96,6 +97,49 @@ class Kpis:
             before = {customer: [h for h in past if h[0] < stop] for customer, past in history.items()}
             series.append((stop, _metrics(chosen, accepted_by, fallback_reasons, before)))
         return series
+
+    async def what_if(
+        self, windows_s: list[float], since: datetime | None = None, until: datetime | None = None
+    ) -> list[Estimate]:
+        """What each priority window would have done to the priority arm's requests to an online favorite created
+        in [since, until) that reached an accept or a fallback (`dispatch/what_if.py`)."""
+        served = await self._served_priority(since, until)
+        return [estimate(served, window_s) for window_s in windows_s]
+
+    async def _served_priority(self, since: datetime | None, until: datetime | None) -> list[Served]:
+        sr = session_requests
+        query = sa.select(sr.c.id, sr.c.created_at, sr.c.priority_notified_at, sr.c.fallback_broadcast_at).where(
+            sr.c.routing == Routing.PRIORITY.value,
+            sr.c.routing_type == RoutingType.PRIORITY_BROADCAST.value,
+            sr.c.arm == Arm.PRIORITY.value,
+            sa.or_(sr.c.accepted_at.is_not(None), sr.c.fallback_broadcast_at.is_not(None)),
+        )
+        if since is not None:
+            query = query.where(sr.c.created_at >= since)
+        if until is not None:
+            query = query.where(sr.c.created_at < until)
+        rows = await self._db.fetch_all(query)
+        ids = [str(row["id"]) for row in rows]
+        accepts, reasons = await self._accepters(ids), await self._fallback_reasons(ids)
+        served = []
+        for row in rows:
+            request_id = str(row["id"])
+            offered = as_utc(row["priority_notified_at"] or row["created_at"])
+            fell_back = as_utc(row["fallback_broadcast_at"]) if row["fallback_broadcast_at"] is not None else None
+            first = accepts[request_id][0] if accepts[request_id] else None
+            by_favorite = first is not None and first.by_favorite and (fell_back is None or first.at <= fell_back)
+            after_fallback = first is not None and fell_back is not None and first.at >= fell_back
+            served.append(
+                Served(
+                    favorite_accepted_s=(first.at - offered).total_seconds() if first and by_favorite else None,
+                    fell_back_s=(fell_back - offered).total_seconds() if fell_back else None,
+                    reason=reasons[request_id][0] if reasons[request_id] else None,
+                    broadcast_accepted_s=(first.at - fell_back).total_seconds()
+                    if first and fell_back and after_fallback
+                    else None,
+                )
+            )
+        return served
 
     async def _requests(self, since: datetime | None, until: datetime | None) -> list[_Request]:
         sr = session_requests

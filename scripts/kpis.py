@@ -1,6 +1,8 @@
 """The favorites KPI report, read straight from the database (no server needed).
 
 python scripts/kpis.py [--since 2026-11-01] [--until 2026-12-01] [--arm priority|control] [--json]
+python scripts/kpis.py what-if --priority-window 300 [--priority-window 900 ...] [--since] [--until] [--json]
+    what other priority windows would have done to the requests served (method and limits: docs/kpis.md)
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ if __name__ == "__main__":
 
 import argparse
 import json
+import textwrap
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +25,7 @@ from api.settings import load_settings
 from base.database import open_database
 from dispatch.kpis import Kpis
 from dispatch.rollout import Arm
+from dispatch.what_if import CANNOT_KNOW, Estimate, Interval
 from scripts import cli
 
 
@@ -83,20 +89,66 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_what_if(estimates: list[Estimate], current_s: float) -> str:
+    def interval(i: Interval, show: Callable[[float | None], str]) -> str:
+        return f"{show(i.value)} [{show(i.low)}, {show(i.high)}]"
+
+    lines = [
+        f"Priority window what-if (current {current_s:g} s), 95% intervals",
+        f"{'window (s)':>10}{'requests':>10}   {'favorite acceptance':<26}{'fallback rate':<26}"
+        "time to start, mean (min)",
+    ]
+    for e in estimates:
+        lines.append(
+            f"{e.priority_window_s:>10g}{e.requests:>10}   {interval(e.favorite_acceptance, _pct):<26}"
+            f"{interval(e.fallback, _pct):<26}{interval(e.time_to_start_minutes, _num)}"
+            + ("   (beyond the log: acceptance a lower bound)" if e.beyond_the_log else "")
+        )
+    lines += ["", textwrap.fill(CANNOT_KNOW, 100)]
+    return "\n".join(lines)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since", type=_instant)
     parser.add_argument("--until", type=_instant)
     parser.add_argument("--arm", choices=[a.value for a in Arm])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    commands = parser.add_subparsers(dest="command")
+    what_if = commands.add_parser("what-if", help="what other priority windows would have done")
+    what_if.add_argument(
+        "--priority-window", type=_seconds, action="append", required=True, help="seconds; repeat for several"
+    )
+    what_if.add_argument("--since", type=_instant)
+    what_if.add_argument("--until", type=_instant)
+    what_if.add_argument("--json", action="store_true", help="print the estimates as JSON")
     args = parser.parse_args()
-    database = open_database(load_settings().database_url)
+    settings = load_settings()
+    database = open_database(settings.database_url)
     await database.connect()
     try:
-        report = await Kpis(database).report(args.since, args.until, Arm(args.arm) if args.arm else None)
+        if args.command == "what-if":
+            windows = sorted(set(args.priority_window))
+            estimates = await Kpis(database).what_if(windows, args.since, args.until)
+        else:
+            report = await Kpis(database).report(args.since, args.until, Arm(args.arm) if args.arm else None)
     finally:
         await database.disconnect()
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    if args.command == "what-if":
+        shown = json.dumps([asdict(e) for e in estimates], indent=2) if args.json else None
+        print(shown or render_what_if(estimates, settings.priority_window_s))
+    else:
+        print(json.dumps(report, indent=2) if args.json else render(report))
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, such as 300, got {value!r}") from None
+    if not 0 < seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected 1 s to a day, got {value!r}")
+    return seconds
 
 
 if __name__ == "__main__":

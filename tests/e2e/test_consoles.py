@@ -146,6 +146,9 @@ async def test_operations_page(browser: Browser, harness: Harness) -> None:
     await expect(presence).to_contain_text("Ghosts: shown online, not heard within the TTL")
     ttl = harness.settings.presence_ttl_s
     await expect(presence).to_contain_text(f"{ttl}–")  # the expected offline lag, from the settings
+    whatif = page.locator("#whatif")
+    await expect(whatif.locator("tr")).to_have_count(5)  # the current window and four around it
+    await expect(whatif.locator("tr.current")).to_contain_text("(now)")
     await screenshot(page, "ops")
 
 

@@ -181,13 +181,15 @@ const KPI_COLUMNS = ["KPI", "All", "Priority arm", "Control arm", "Target"];
 
 async function refresh() {
   try {
-    const [online, open, kpis, presence] = await Promise.all([
+    const [online, open, kpis, presence, whatIf] = await Promise.all([
       api(token, "GET", "/api/admin/mechanics/online"),
       api(token, "GET", "/api/admin/session-requests"),
       api(token, "GET", "/api/admin/kpis"),
       api(token, "GET", "/api/admin/presence-accuracy"),
+      api(token, "GET", "/api/admin/kpis/what-if"),
     ]);
     showPresence(presence);
+    showWhatIf(whatIf);
     $("signin").hidden = true;
     $("dashboard").hidden = false;
     $("signout").hidden = false;
@@ -240,6 +242,24 @@ function showPresence(presence) {
     row("Ghosts: shown online, not heard within the TTL", `${presence.ghosts}`, "0"),
     row("Flaps: back online within a minute", `${presence.flaps}`, "few"),
     row("Priority offers that found no device", `${presence.offers_to_offline}`, "0"));
+}
+
+const WHAT_IF_COLUMNS = ["Window", "Favorite acceptance", "Fallback rate", "Time to session start"];
+
+// The current window and a few around it, replayed against the requests served, each figure with its 95% interval.
+function showWhatIf(whatIf) {
+  const within = (i, show) => (i.value === null ? "—" : `${show(i.value)} (${show(i.low)}–${show(i.high)})`);
+  $("whatif").replaceChildren(...whatIf.windows.map((w) => {
+    const current = w.priority_window_s === whatIf.current_priority_window_s;
+    const label = `${duration(w.priority_window_s / 60)}${current ? " (now)" : ""}${w.beyond_the_log ? " *" : ""}`;
+    return el("tr", current ? { class: "current" } : {}, el("th", { scope: "row" }, label),
+      ...[within(w.favorite_acceptance, percent), within(w.fallback, percent),
+        within(w.time_to_start_minutes, (m) => (m === null ? "—" : duration(m)))]
+        .map((cell, i) => el("td", { "data-label": WHAT_IF_COLUMNS[i + 1] }, cell)));
+  }));
+  const served = whatIf.windows[0]?.requests ?? 0;
+  $("whatif-note").textContent = `From ${served} priority request${served === 1 ? "" : "s"} served. ` +
+    "* Longer than any window served: favorite acceptance is a lower bound. " + whatIf.cannot_know;
 }
 
 function signedIn() {
