@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOORS = {"api": 3, "scripts": 3, "dispatch": 2, "delivery": 1, "presence": 1, "base": 0}
 
 # The dispatch modules adapters may import: the use cases (the request lifecycle's, a device's socket's, and the
-# catalogue's: mechanics, workshops, favorites, plans, push subscriptions), the read models, what crosses the door
+# catalogue's: mechanics, workshops, favorites, plans, push subscriptions), the read models (the views, the KPIs
+# and their what-if, the customers' live favorites), what crosses the door
 # (frames, types) and the composition root the lifespan calls. Behind it: requests and their changes, windows,
 # offers, owed work, the keeper's timers, keys, tables.
 DOOR = {
@@ -33,6 +34,8 @@ DOOR = {
     "dispatch.pushes",
     "dispatch.views",
     "dispatch.kpis",
+    "dispatch.what_if",
+    "dispatch.live_favorites",
     "dispatch.frames",
     "dispatch.models",
     "dispatch.booking",

@@ -120,10 +120,23 @@ async def test_favorite_prompt_after_completion(browser: Browser, harness: Harne
 
 
 async def test_deleted_favorite_says_so(browser: Browser, harness: Harness) -> None:
-    """A favorite deleted since the list loaded: the modal says they are no longer available."""
-    sam = await harness.create_mechanic("Sam")
+    """A favorite deleted from the platform: the live console drops the card and says why; a console polling
+    instead (its stream refused) still shows it until the next poll, and its modal says they are gone."""
+    sam, lee = await harness.create_mechanic("Sam"), await harness.create_mechanic("Lee")
     await _favorite(harness, sam)
-    customer = await _customer(browser, harness)
+    await _favorite(harness, lee)
+    live = await _customer(browser, harness)
+    await expect(live.get_by_role("button", name="Book Again with Lee")).to_be_visible()
+    await harness.http.delete(f"/api/admin/mechanics/{lee}", headers=harness.admin)
+    await expect(live.locator("#toast")).to_have_text("Lee is no longer available and left your favorites.")
+    await expect(live.get_by_role("button", name="Book Again with Lee")).to_have_count(0)
+
+    context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    await context.route("**/api/customer/favorites/stream*", lambda route: route.fulfill(status=503))
+    customer = await context.new_page()
+    await customer.goto(f"{harness.base_url}/console/customer/")
+    await customer.get_by_label("token").fill(harness.token(Role.CUSTOMER, harness.customer_id, "Jordan"))
+    await customer.get_by_role("button", name="Sign in").click()
     await expect(customer.get_by_role("button", name="Book Again with Sam")).to_be_visible()
     await harness.http.delete(f"/api/admin/mechanics/{sam}", headers=harness.admin)
     await customer.get_by_role("button", name="Book Again with Sam").click()

@@ -75,7 +75,11 @@ async function loadOpenRequests() {
 function openFavoritesStream() {
   if (!window.EventSource) return pollFavorites();
   live = { source: null, lastEventId: "", failures: 0 };
-  connectFavoritesStream().catch(() => pollFavorites());
+  connectFavoritesStream().catch(fallBackToPolling);
+}
+
+function fallBackToPolling(error) {
+  if (!(error instanceof SignedOut) && token) pollFavorites(); // signed out: the sign-in form says why
 }
 
 async function connectFavoritesStream() {
@@ -98,7 +102,9 @@ async function connectFavoritesStream() {
     if (at < 0) favorites.push(favorite);
     else favorites[at] = favorite;
   }));
-  source.addEventListener("removed", update(({ provider_id }) => {
+  source.addEventListener("removed", update(({ provider_id, reason }) => {
+    const gone = favorites.find((f) => f.provider_id === provider_id);
+    if (gone && reason === "deleted") toast(`${gone.name} is no longer available and left your favorites.`);
     favorites = favorites.filter((f) => f.provider_id !== provider_id);
   }));
   // A stream that never delivers its first event (a buffering proxy) is as good as none.
@@ -109,7 +115,7 @@ async function connectFavoritesStream() {
     current.lastEventId = source.lastEventId || current.lastEventId;
     current.failures += 1;
     if (current.failures > 3) return pollFavorites();
-    setTimeout(() => connectFavoritesStream().catch(() => pollFavorites()), 500 * current.failures);
+    setTimeout(() => connectFavoritesStream().catch(fallBackToPolling), 500 * current.failures);
   });
 }
 
