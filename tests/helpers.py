@@ -137,6 +137,15 @@ class Harness:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
+    async def create_workshop(self, name: str, *members: str) -> str:
+        response = await self.http.post("/api/admin/workshops", json={"name": name}, headers=self.admin)
+        assert response.status_code == 201, response.text
+        workshop_id = str(response.json()["id"])
+        for member in members:
+            added = await self.http.put(f"/api/admin/workshops/{workshop_id}/members/{member}", headers=self.admin)
+            assert added.status_code == 200, added.text
+        return workshop_id
+
     async def connect(
         self,
         mechanic_id: str,

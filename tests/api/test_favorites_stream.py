@@ -35,22 +35,12 @@ async def _favorite(harness: Harness, provider_id: str, provider_type: str = "in
     assert response.status_code in (200, 201), response.text
 
 
-async def _workshop(harness: Harness, name: str, *members: str) -> str:
-    response = await harness.http.post("/api/admin/workshops", json={"name": name}, headers=harness.admin)
-    assert response.status_code == 201, response.text
-    workshop_id = str(response.json()["id"])
-    for member in members:
-        added = await harness.http.put(f"/api/admin/workshops/{workshop_id}/members/{member}", headers=harness.admin)
-        assert added.status_code == 200, added.text
-    return workshop_id
-
-
 async def test_the_stream_starts_with_a_snapshot_then_sends_each_transition(harness: Harness) -> None:
     """The snapshot lists the favorites as GET /api/customer/favorites does; a mechanic coming online, a workshop
     member coming online and a mechanic going offline each arrive as a `favorite` event, with their new status."""
     sam = await harness.create_mechanic("Sam")
     ana = await harness.create_mechanic("Ana")
-    patel = await _workshop(harness, "Patel Motors", ana)
+    patel = await harness.create_workshop("Patel Motors", ana)
     await _favorite(harness, sam)
     await _favorite(harness, patel, "workshop")
     listed = (await harness.http.get("/api/customer/favorites", headers=harness.customer)).json()["favorites"]

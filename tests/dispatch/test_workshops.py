@@ -14,16 +14,6 @@ from api.settings import Settings
 from tests.helpers import Harness, ServerProcess, spawn_server, start_server, stop_server
 
 
-async def _workshop(harness: Harness, name: str, *members: str) -> str:
-    response = await harness.http.post("/api/admin/workshops", json={"name": name}, headers=harness.admin)
-    assert response.status_code == 201, response.text
-    workshop_id = str(response.json()["id"])
-    for member in members:
-        added = await harness.http.put(f"/api/admin/workshops/{workshop_id}/members/{member}", headers=harness.admin)
-        assert added.status_code == 200, added.text
-    return workshop_id
-
-
 async def _workshop_status(harness: Harness, workshop_id: str) -> dict[str, Any]:
     response = await harness.http.get(f"/api/workshops/{workshop_id}/status", headers=harness.customer)
     assert response.status_code == 200, response.text
@@ -36,8 +26,8 @@ async def _kinds(harness: Harness, request_id: str) -> list[str]:
 
 async def test_membership_is_managed_and_a_mechanic_works_for_one_workshop(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
-    other = await _workshop(harness, "Other Garage")
+    rivera = await harness.create_workshop("Rivera Auto", sam)
+    other = await harness.create_workshop("Other Garage")
     again = await harness.http.put(f"/api/admin/workshops/{rivera}/members/{sam}", headers=harness.admin)
     assert again.status_code == 200 and [m["mechanic_id"] for m in again.json()["members"]] == [sam]
     taken = await harness.http.put(f"/api/admin/workshops/{other}/members/{sam}", headers=harness.admin)
@@ -63,7 +53,7 @@ async def test_membership_is_managed_and_a_mechanic_works_for_one_workshop(harne
 
 async def test_workshop_status_is_online_while_any_member_is(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    rivera = await _workshop(harness, "Rivera Auto", sam, alex)
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
     status = await _workshop_status(harness, rivera)
     assert status == {
         "workshop_id": rivera,
@@ -97,7 +87,7 @@ async def test_workshop_status_is_online_while_any_member_is(harness: Harness) -
 
 async def test_a_workshop_favorite_is_listed_with_its_live_status(harness: Harness) -> None:
     sam = await harness.create_mechanic("Sam")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
+    rivera = await harness.create_workshop("Rivera Auto", sam)
     body = {"provider_id": rivera, "provider_type": "workshop"}
     added = await harness.http.post("/api/customer/favorites", json=body, headers=harness.customer)
     assert added.status_code == 201 and added.json() == {**body, "name": "Rivera Auto"}
@@ -115,7 +105,7 @@ async def test_a_workshop_favorite_is_listed_with_its_live_status(harness: Harne
 async def test_priority_offer_goes_to_every_online_member_and_one_accept_wins(harness: Harness) -> None:
     sam, alex, kim = [await harness.create_mechanic(n) for n in ("Sam", "Alex", "Kim")]
     outsider = await harness.create_mechanic("Outsider")
-    rivera = await _workshop(harness, "Rivera Auto", sam, alex, kim)
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex, kim)
     sam_app, alex_app = await harness.connect(sam), await harness.connect(alex)
     outsider_app = await harness.connect(outsider)
     booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
@@ -141,7 +131,7 @@ async def test_priority_offer_goes_to_every_online_member_and_one_accept_wins(ha
 
 async def test_notify_and_wait_for_a_workshop_delivers_when_a_member_connects(harness: Harness) -> None:
     sam = await harness.create_mechanic("Sam")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
+    rivera = await harness.create_workshop("Rivera Auto", sam)
     booked = await harness.book(routing="priority", preferred_workshop_id=rivera)  # nobody is online
     assert booked["routing"] == "notify_and_wait" and booked["priority_notified_at"] is None
     assert booked["message"].startswith("No one at Rivera Auto is online")
@@ -155,7 +145,7 @@ async def test_notify_and_wait_for_a_workshop_delivers_when_a_member_connects(ha
 async def test_a_members_decline_removes_only_them_until_every_member_declined(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
     outsider = await harness.create_mechanic("Outsider")
-    rivera = await _workshop(harness, "Rivera Auto", sam, alex)
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
     sam_app, alex_app = await harness.connect(sam), await harness.connect(alex)
     outsider_app = await harness.connect(outsider)
     booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
@@ -181,7 +171,7 @@ async def test_the_window_falls_back_and_one_ack_from_any_member_counts(harness:
     request goes to everyone."""
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
     outsider = await harness.create_mechanic("Outsider")
-    rivera = await _workshop(harness, "Rivera Auto", sam, alex)
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
     sam_app = await harness.connect(sam)
     alex_app = await harness.connect(alex, auto_ack=False)
     outsider_app = await harness.connect(outsider)
@@ -198,8 +188,8 @@ async def test_the_window_falls_back_and_one_ack_from_any_member_counts(harness:
 
 async def test_a_deleted_or_empty_workshop_is_a_favorite_gone(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
-    garage = await _workshop(harness, "Garage", alex)
+    rivera = await harness.create_workshop("Rivera Auto", sam)
+    garage = await harness.create_workshop("Garage", alex)
     await harness.http.post(
         "/api/customer/favorites", json={"provider_id": rivera, "provider_type": "workshop"}, headers=harness.customer
     )
@@ -237,7 +227,7 @@ async def test_a_deleted_or_empty_workshop_is_a_favorite_gone(harness: Harness) 
 
 async def test_a_member_deleted_leaves_the_workshop(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    rivera = await _workshop(harness, "Rivera Auto", sam, alex)
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
     alex_app = await harness.connect(alex)
     booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
     await alex_app.expect("offer", request_id=booked["id"])
@@ -250,7 +240,7 @@ async def test_a_member_deleted_leaves_the_workshop(harness: Harness) -> None:
 
 async def test_booking_names_one_favorite_of_the_right_type(harness: Harness) -> None:
     sam = await harness.create_mechanic("Sam")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
+    rivera = await harness.create_workshop("Rivera Auto", sam)
     cases = [
         {"preferred_mechanic_id": sam, "preferred_workshop_id": rivera},
         {"preferred_workshop_id": rivera, "provider_type": "independent"},
@@ -271,7 +261,7 @@ async def test_booking_names_one_favorite_of_the_right_type(harness: Harness) ->
 
 async def test_kpis_count_a_members_accept_as_the_favorites(harness: Harness) -> None:
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    rivera = await _workshop(harness, "Rivera Auto", sam)
+    rivera = await harness.create_workshop("Rivera Auto", sam)
     sam_app = await harness.connect(sam)
     alex_app = await harness.connect(alex)
     by_member = await harness.book(routing="priority", preferred_workshop_id=rivera)
@@ -304,7 +294,7 @@ async def test_an_accept_race_among_members_on_two_processes_has_one_winner(
     harness: Harness, second_process: ServerProcess
 ) -> None:
     members = [await harness.create_mechanic(f"Member {i}") for i in range(6)]
-    rivera = await _workshop(harness, "Rivera Auto", *members)
+    rivera = await harness.create_workshop("Rivera Auto", *members)
     apps = [
         await harness.connect(m, ws_url=harness.ws_url if i % 2 else second_process.ws_url)
         for i, m in enumerate(members)
@@ -324,7 +314,7 @@ async def test_an_accept_race_among_members_on_two_processes_has_one_winner(
 async def test_a_member_added_mid_window_is_offered_the_request(settings: Settings) -> None:
     async with start_server(replace(settings, priority_window_s=5.0)) as harness:
         sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-        rivera = await _workshop(harness, "Rivera Auto", sam)
+        rivera = await harness.create_workshop("Rivera Auto", sam)
         sam_app, alex_app = await harness.connect(sam), await harness.connect(alex)
         booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
         await sam_app.expect("offer", request_id=booked["id"])

@@ -28,8 +28,9 @@ def _lags(accuracy: dict[str, Any]) -> int:
 
 async def test_a_silent_device_goes_offline_within_the_ttl_and_one_sweep(harness: Harness) -> None:
     """A device that stops sending at a known moment (its welcome: it never heartbeats) is shown offline no sooner
-    than PRESENCE_TTL_S after, and no later than the TTL plus one sweep (and the time to poll); the offline lag is
-    recorded once, as the server's silence sweep or Redis's expiry saw it, within the same bounds."""
+    than PRESENCE_TTL_S after, and no later than the TTL plus one sweep (plus a second: a loaded machine's event
+    loop runs late, and this is a bound, not a speed); the offline lag is recorded once, as the server's silence
+    sweep or Redis's expiry saw it, and not as an immediate one (its bucket reaches the TTL)."""
     sam = await harness.create_mechanic("Sam")
     before = await _accuracy(harness)
     low, high = before["expected_offline_lag_s"]
@@ -38,15 +39,17 @@ async def test_a_silent_device_goes_offline_within_the_ttl_and_one_sweep(harness
     await harness.connect(sam, heartbeats=False)
     silent_from = time.monotonic()
     while (await harness.status(sam))["is_online"]:
-        assert time.monotonic() - silent_from < high + 1.0, "still online past the TTL and one sweep"
+        assert time.monotonic() - silent_from < high + 2.0, "still online long past the TTL and one sweep"
         await asyncio.sleep(0.02)
     offline_after = time.monotonic() - silent_from
-    assert low - 0.1 <= offline_after <= high + 0.3, offline_after
+    assert low - 0.1 <= offline_after <= high + 1.0, offline_after
 
     after = await _accuracy(harness)
     assert _lags(after) == _lags(before) + 1
-    recorded = [lag for lag in after["offline_lag"].values() if lag["count"]]
-    assert all(lag["p99_s"] <= 2 for lag in recorded), "a 1.5 s TTL lands in the 2 s bucket"
+    (recorded,) = [
+        lag for cause, lag in after["offline_lag"].items() if lag["count"] > before["offline_lag"][cause]["count"]
+    ]
+    assert recorded["p50_s"] >= low, "recorded as the silence it was, not as an immediate close"
 
 
 async def test_back_online_within_a_minute_is_a_flap(harness: Harness) -> None:

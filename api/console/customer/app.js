@@ -327,7 +327,7 @@ function signedIn() {
   $("signin").hidden = true;
   $("favorites").hidden = false;
   $("signout").hidden = false;
-  loadOpenRequests().catch(() => {});
+  loadOpenRequests().then(showFavorites).catch(() => {}); // the snapshot may have drawn the cards already
   restoreRequests().catch(() => {});
   openFavoritesStream();
   clearInterval(favoritesTimer);
