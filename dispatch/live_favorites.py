@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from delivery.bus import Bus
+from dispatch.metrics import FAVORITES_STREAMS
 from presence.replica import PresenceReplica
 
 CHANGE_LOG_LENGTH = 20_000  # at 100 transitions a second, a reconnect within 200 s resumes without a snapshot
@@ -72,10 +73,6 @@ class LiveFavorites:
             bus.subscribe(record_channel, self._record_changed)
         bus.on_reconnect(self._messages_may_be_lost)
 
-    @property
-    def open_streams(self) -> int:
-        return sum(len(watches) for watches in self._by_customer.values())
-
     def streams_of(self, customer_id: str) -> int:
         return len(self._by_customer.get(customer_id, ()))
 
@@ -86,13 +83,15 @@ class LiveFavorites:
     def open(self, customer_id: str) -> Watch:
         watch = Watch(customer_id)
         self._by_customer.setdefault(customer_id, set()).add(watch)
+        FAVORITES_STREAMS.inc()
         return watch
 
     def close(self, watch: Watch) -> None:
         self.follow(watch, frozenset())
         watches = self._by_customer.get(watch.customer_id)
-        if watches is not None:
+        if watches is not None and watch in watches:
             watches.discard(watch)
+            FAVORITES_STREAMS.dec()
             if not watches:
                 del self._by_customer[watch.customer_id]
 
@@ -113,7 +112,7 @@ class LiveFavorites:
         be told (another process's id, older than the log, or the favorites themselves changed since): then the
         stream starts over with a snapshot."""
         process, _, number_text = last_event_id.partition(".")
-        if process != self._process or not number_text.isdigit():
+        if process != self._process or not (number_text.isascii() and number_text.isdigit()) or len(number_text) > 18:
             return None
         number = int(number_text)
         if number > self._number or (self._log and self._log[0][0] > number + 1):

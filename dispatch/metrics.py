@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OFFERS_SENT = Counter("favdispatch_offers_sent_total", "Offers published, by kind", ["kind"])
 OFFER_ACKS = Counter("favdispatch_offer_acks_total", "Offer acks received")
@@ -25,3 +25,6 @@ FALLBACK_LATENESS = Histogram(
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PUSHES_SENT = Counter("pushes_sent", "Web Push notifications, by outcome (sent, failed, gone)", ["outcome"])
+FAVORITES_STREAMS = Gauge(
+    "favdispatch_favorites_streams", "Customers' favorites streams open, per process", multiprocess_mode="livesum"
+)

@@ -111,8 +111,9 @@ async def test_a_reconnect_with_last_event_id_gets_only_what_changed_meanwhile(h
     async with favorites_stream(harness.http, harness.customer, last_event_id=caught_up) as quiet:
         await quiet.nothing_within(0.3)  # nothing changed: nothing sent, not even a snapshot
 
-    for unknown in ("0.0", "not-an-id", caught_up.split(".")[0] + ".999999999"):
-        async with favorites_stream(harness.http, {**harness.customer, "Last-Event-ID": unknown}) as fresh:
+    process = caught_up.split(".")[0]
+    for unknown in ("0.0", "not-an-id", f"{process}.999999999", f"{process}.{'9' * 5000}", f"{process}.١٢"):
+        async with favorites_stream(harness.http, harness.customer, last_event_id=unknown) as fresh:
             assert (await fresh.next()).event == "snapshot"
 
     await harness.http.delete(f"/api/customer/favorites/{lee}", headers=harness.customer)
@@ -167,6 +168,8 @@ async def test_a_customer_may_hold_ten_streams_at_once(harness: Harness) -> None
         refused = await harness.http.get("/api/customer/favorites/stream", headers=harness.customer)
         assert refused.status_code == 429
         assert refused.json()["error"] == "too_many_streams"
+        metrics = (await harness.http.get("/metrics", headers=harness.admin)).text
+        assert "favdispatch_favorites_streams 10.0" in metrics  # this process's only server
     finally:
         for context in streams:
             await context.__aexit__(None, None, None)
