@@ -51,6 +51,10 @@ class _Compiled:
     sql: str
     order: tuple[tuple[str, Any], ...]  # each bind's key and its driver-side processor (or None), in order
     result_map: Any
+    # How a `Record` finds its columns, made once: `databases` makes it on every query, and doing so renders each
+    # labelled column to a string, through a dialect and compilers of its own that end as cyclic garbage (the
+    # collector's full passes, hundreds of milliseconds with many sockets or streams open, ran every few seconds).
+    column_maps: Any
     context: Any = None
 
 
@@ -115,7 +119,27 @@ class _CachingPostgresConnection(PostgresConnection):
             sql=compiled.string % mapping,
             order=tuple((key, processors.get(key)) for key in keys),
             result_map=compiled._result_columns,
+            column_maps=create_column_maps(compiled._result_columns),
         )
+
+    async def fetch_all(self, query: ClauseElement) -> list[Any]:
+        """As `databases` fetches, with the statement's column maps made once (`_Compiled.column_maps`)."""
+        assert self._connection is not None, "Connection is not acquired"
+        hit = self._statements.arguments(query, self._compile_new)
+        if hit is None:
+            return await super().fetch_all(query)
+        entry, args = hit
+        rows = await self._connection.fetch(entry.sql, *args)
+        return [Record(row, entry.result_map, self._dialect, entry.column_maps) for row in rows]
+
+    async def fetch_one(self, query: ClauseElement) -> Any:
+        assert self._connection is not None, "Connection is not acquired"
+        hit = self._statements.arguments(query, self._compile_new)
+        if hit is None:
+            return await super().fetch_one(query)
+        entry, args = hit
+        row = await self._connection.fetchrow(entry.sql, *args)
+        return None if row is None else Record(row, entry.result_map, self._dialect, entry.column_maps)
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:
@@ -146,11 +170,16 @@ class _CachingSQLiteConnection(SQLiteConnection):
         self._columns = columns
 
     async def fetch_all(self, query: ClauseElement) -> list[Record]:  # type: ignore[override]
-        sql, args, result_columns, context = self._compile(query)
+        hit = self._statements.arguments(query, self._compile_new)
+        if hit is None:  # a shape that is compiled on every call
+            sql, args, result_columns, context = self._compile(query)
+            column_maps = create_column_maps(result_columns)
+        else:
+            entry, args = hit
+            sql, result_columns, context, column_maps = entry.sql, entry.result_map, entry.context, entry.column_maps
         rows, description = await self._rows(sql, args)
         metadata = CursorResultMetaData(context, description)
         keymap: Any = metadata._keymap  # `databases` hands it over as it is (its annotation is narrower)
-        column_maps = create_column_maps(result_columns)
         return [
             Record(Row(metadata, metadata._processors, keymap, row), result_columns, self._dialect, column_maps)
             for row in rows
@@ -208,6 +237,7 @@ class _CachingSQLiteConnection(SQLiteConnection):
             sql=compiled.string,
             order=tuple((key, processors.get(key)) for key in compiled.positiontup or ()),
             result_map=compiled._result_columns,
+            column_maps=create_column_maps(compiled._result_columns),
             context=CompilationContext(context),
         )
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
 from base.ids import canonical_id
-from base.sql import insert_ignoring_conflict
+from base.sql import Prepared, insert_ignoring_conflict
 from base.tables import mechanics
 from dispatch.live_favorites import LiveFavorites
 from dispatch.mechanics import Mechanics, ProviderType
@@ -43,6 +44,39 @@ def _sessions_with(provider_id: sa.ColumnElement[str], is_mechanic: sa.ColumnEle
         )
         .scalar_subquery()
     )
+
+
+def _listed() -> sa.Select[Any]:
+    """A customer's favorites with their names and booking counts: built once (`Prepared`), as every stream that
+    opens and every list reads it."""
+    is_mechanic = favorites.c.provider_type == ProviderType.INDEPENDENT.value
+    booked = _sessions_with(favorites.c.provider_id, is_mechanic).label("booking_count")
+    return (
+        sa.select(
+            favorites.c.provider_id,
+            favorites.c.provider_type,
+            favorites.c.created_at,
+            booked,
+            sa.func.coalesce(mechanics.c.name, workshops.c.name).label("name"),
+            mechanics.c.last_seen_at,
+        )
+        .outerjoin(
+            mechanics,
+            sa.and_(is_mechanic, mechanics.c.id == favorites.c.provider_id, mechanics.c.deleted_at.is_(None)),
+        )
+        .outerjoin(
+            workshops,
+            sa.and_(~is_mechanic, workshops.c.id == favorites.c.provider_id, workshops.c.deleted_at.is_(None)),
+        )
+        .where(
+            favorites.c.customer_id == sa.bindparam("customer_id"),
+            sa.or_(mechanics.c.id.is_not(None), workshops.c.id.is_not(None)),
+        )
+        .order_by(booked.desc(), favorites.c.created_at.desc())
+    )
+
+
+_LISTED = _listed()
 
 
 @dataclass(frozen=True)
@@ -73,31 +107,7 @@ class Favorites:
     async def list(self, customer_id: str) -> list[Favorite]:
         """The customer's favorite mechanics and workshops that are not deleted, most booked first (the seed's
         smart default)."""
-        is_mechanic = favorites.c.provider_type == ProviderType.INDEPENDENT.value
-        booked = _sessions_with(favorites.c.provider_id, is_mechanic).label("booking_count")
-        rows = await self._db.fetch_all(
-            sa.select(
-                favorites.c.provider_id,
-                favorites.c.provider_type,
-                favorites.c.created_at,
-                booked,
-                sa.func.coalesce(mechanics.c.name, workshops.c.name).label("name"),
-                mechanics.c.last_seen_at,
-            )
-            .outerjoin(
-                mechanics,
-                sa.and_(is_mechanic, mechanics.c.id == favorites.c.provider_id, mechanics.c.deleted_at.is_(None)),
-            )
-            .outerjoin(
-                workshops,
-                sa.and_(~is_mechanic, workshops.c.id == favorites.c.provider_id, workshops.c.deleted_at.is_(None)),
-            )
-            .where(
-                favorites.c.customer_id == customer_id,
-                sa.or_(mechanics.c.id.is_not(None), workshops.c.id.is_not(None)),
-            )
-            .order_by(booked.desc(), favorites.c.created_at.desc())
-        )
+        rows = await self._db.fetch_all(Prepared(_LISTED, {"customer_id": customer_id}))
         return [
             Favorite(
                 provider_id=str(r["provider_id"]),

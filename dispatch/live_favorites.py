@@ -50,6 +50,11 @@ class Watch:
         self.ended = True
         self.wake.set()
 
+    @property
+    def has_news(self) -> bool:
+        """Whether it must end, or something it watches changed since it last looked."""
+        return self.ended or self.reread or bool(self.changed)
+
     def take(self) -> tuple[set[str], bool]:
         """What changed since the last call, and whether to re-read the favorites; clears both."""
         changed, reread = self.changed, self.reread
