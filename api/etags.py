@@ -10,6 +10,7 @@ old as the copy (count from `last_seen`). Computing it costs a `repr` and an 8-b
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -59,5 +60,11 @@ def still_fresh(connection: HTTPConnection, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
 
 
-def not_modified(etag: str) -> Response:
-    return Response(status_code=304, headers={"etag": etag})
+def conditional(
+    connection: HTTPConnection, states: Iterable[tuple[object, ...]], body: Callable[[], bytes]
+) -> Response:
+    """A JSON answer tagged by `states`; 304 with no body (not even encoded) when the caller's copy has that tag."""
+    etag = etag_of(*states)
+    if still_fresh(connection, etag):
+        return Response(status_code=304, headers={"etag": etag})
+    return Response(body(), media_type="application/json", headers={"etag": etag})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import schemas
 from api.context import caller, provider_type_of, services
 from api.endpoints import BODY_ERRORS, CUSTOMER, Endpoints
-from api.etags import etag_of, favorite_state, not_modified, still_fresh
+from api.etags import conditional, favorite_state
 from api.responses import read_json, typed
 from api.runtime import Services
 from api.schemas import FavoriteBody
@@ -22,6 +23,7 @@ from dispatch.mechanics import ProviderType
 from presence.tracker import last_seen_of
 
 endpoint = Endpoints()
+_encode = msgspec.json.Encoder().encode
 
 
 @endpoint(
@@ -37,10 +39,8 @@ async def list_favorites(request: Request) -> Response:
     principal = caller(request)
     svc = services(request)
     entries = await favorite_entries(svc, await svc.favorites.list(principal.sub))
-    etag = etag_of(*(favorite_state(entry) for entry in entries))
-    if still_fresh(request, etag):
-        return not_modified(etag)
-    return typed(schemas.Favorites(favorites=entries), headers={"etag": etag})
+    listed = schemas.Favorites(favorites=entries)
+    return conditional(request, map(favorite_state, entries), lambda: _encode(listed))
 
 
 async def favorite_entries(svc: Services, favorites: Sequence[Favorite]) -> list[schemas.Favorite]:

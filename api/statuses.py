@@ -15,7 +15,7 @@ from api import schemas
 from api.auth import Principal, Role
 from api.context import authenticate, caller, services
 from api.endpoints import ANY, Endpoints
-from api.etags import etag_of, mechanic_state, not_modified, still_fresh
+from api.etags import conditional, mechanic_state
 from api.responses import error_response, typed
 from api.runtime import Services
 from base.clock import iso, iso_ms, now_ms, utc_now
@@ -31,7 +31,7 @@ from presence.tracker import last_seen_of
 endpoint = Endpoints()
 
 MAX_STATUS_IDS = 100
-_encode_batch = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder().encode
 
 
 def live_statuses(svc: Services, found: list[Mechanic], principal: Principal) -> dict[str, schemas.MechanicStatus]:
@@ -90,10 +90,7 @@ async def _mechanic_status(request: Request, principal: Principal, mechanic_id: 
     svc = services(request)
     mechanic = await svc.mechanics.get(mechanic_id)
     status = live_statuses(svc, [mechanic], principal)[mechanic.id]
-    etag = etag_of(*mechanic_state(status))
-    if still_fresh(request, etag):
-        return not_modified(etag)
-    return typed(status, headers={"etag": etag})
+    return conditional(request, [mechanic_state(status)], lambda: _encode(status))
 
 
 POLL_PATH = re.compile(r"/api/mechanics/([^/]+)/status")
@@ -189,7 +186,4 @@ async def mechanics_status(request: Request) -> Response:
         else:
             entries.append(status)
             states.append(mechanic_state(status))
-    etag = etag_of(*states)
-    if still_fresh(request, etag):
-        return not_modified(etag)
-    return Response(_encode_batch({"mechanics": entries}), media_type="application/json", headers={"etag": etag})
+    return conditional(request, states, lambda: _encode({"mechanics": entries}))

@@ -39,7 +39,10 @@ def _streams_lines(streams: dict[str, Any] | None) -> list[str]:
     when = f" (measured {streams['date']}, `--only streams`)" if "date" in streams else ""
     return [
         f"Favorites streams{when}: {streams['streams']:,} open on one process, {streams['transitions_per_s']} "
-        f"presence transitions a second each reaching {streams['streams_per_transition']} streams.",
+        f"presence transitions a second each reaching {streams['streams_per_transition']} streams. Run with the "
+        "benchmarks' settings (`Ours.env`: log at WARNING, no frame limit, apps that do not heartbeat), not the "
+        "shipped ones; `STREAM_KEEPALIVE_S` as shipped (15 s). As shipped, each stream opening would also write an "
+        "access line: not measured yet.",
         f"- A transition visible on a customer's stream: online p50 {seen['online']['p50_ms']} ms / p99 "
         f"{seen['online']['p99_ms']} ms, offline p50 {seen['offline']['p50_ms']} ms / p99 "
         f"{seen['offline']['p99_ms']} ms over {seen['trials']} trials (target p99 ≤ 50 ms: online "

@@ -123,6 +123,10 @@ def assemble(
         live_favorites=live_favorites,
         plans=plans,
         pushes=pushes,
-        loops={"deadlines": keeper.run, "owed deliveries": driver.run},
+        loops={
+            "deadlines": keeper.run,
+            "owed deliveries": driver.run,
+            "favorites announcements": live_favorites.announce_forever,
+        },
         stop=stop,
     )

@@ -3,7 +3,6 @@ everywhere."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +10,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from databases import Database
-from redis.exceptions import RedisError
 
 from base.clock import as_utc, utc_now
 from base.errors import MechanicNotFound
@@ -23,8 +21,6 @@ from dispatch.mechanics import Mechanics, ProviderType
 from dispatch.models import Status
 from dispatch.tables import favorites, session_requests, workshops
 from dispatch.workshops import Workshops
-
-log = logging.getLogger(__name__)
 
 sr = session_requests
 
@@ -96,14 +92,6 @@ class Favorites:
         self._workshops = workshops
         self._live = live
 
-    async def _announce(self, customer_id: str) -> None:
-        """The customer's live streams, in every process, re-read their favorites. Redis away: the change is
-        committed all the same, and the streams re-read everything when pub/sub reconnects."""
-        try:
-            await self._live.favorites_changed(customer_id)
-        except (RedisError, OSError) as error:
-            log.warning("favorites of %s changed unannounced, Redis unreachable (%s)", customer_id, error)
-
     async def list(self, customer_id: str) -> list[Favorite]:
         """The customer's favorite mechanics and workshops that are not deleted, most booked first (the seed's
         smart default)."""
@@ -140,7 +128,7 @@ class Favorites:
             .returning(favorites.c.provider_id)
         )
         if inserted is not None:
-            await self._announce(customer_id)
+            await self._live.favorites_changed(customer_id)
         return favorite_id, name, inserted is not None
 
     async def remove(self, customer_id: str, provider_id: str) -> None:
@@ -154,7 +142,7 @@ class Favorites:
             .returning(favorites.c.provider_id)
         )
         if removed is not None:
-            await self._announce(customer_id)
+            await self._live.favorites_changed(customer_id)
 
     async def which_are_favorites(self, customer_id: str, provider_ids: Sequence[str]) -> set[str]:
         """Those of `provider_ids` (mechanics or workshops) the customer has saved, in one query."""

@@ -15,16 +15,22 @@ reconnected to another process, or was away longer than the log reaches).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from redis.exceptions import RedisError
+
 from delivery.bus import Bus
 from dispatch.metrics import FAVORITES_STREAMS
 from presence.replica import PresenceReplica
 
+log = logging.getLogger(__name__)
+
+ANNOUNCE_RETRY_S = 1.0  # a favorites change Redis refused to announce is offered again this often
 CHANGE_LOG_LENGTH = 20_000  # at 100 transitions a second, a reconnect within 200 s resumes without a snapshot
 
 
@@ -72,6 +78,7 @@ class LiveFavorites:
         self._log: deque[tuple[int, Change, str]] = deque(maxlen=CHANGE_LOG_LENGTH)
         self._by_subject: dict[str, set[Watch]] = {}
         self._by_customer: dict[str, set[Watch]] = {}
+        self._unannounced: set[str] = set()  # customers whose favorites changed, not yet published
         replica.on_change(self._presence_changed)
         bus.subscribe(channel, self._favorites_changed)
         for record_channel in record_channels:
@@ -134,8 +141,32 @@ class LiveFavorites:
         return changed
 
     async def favorites_changed(self, customer_id: str) -> None:
-        """Every process's streams of this customer re-read their favorites (one was added or removed)."""
-        await self._bus.publish(self._channel, customer_id)
+        """Every process's streams of this customer re-read their favorites (one was added or removed): this
+        process's at once, the others' when the announcement reaches them. One that Redis refused is kept and
+        published again by `announce_forever`, so a change committed while Redis blinked still reaches them."""
+        await self._favorites_changed(customer_id)
+        self._unannounced.add(customer_id)
+        await self._announce()
+
+    async def announce_forever(self) -> None:
+        """Publish the announcements Redis refused, every ANNOUNCE_RETRY_S until it takes them."""
+        while True:
+            await asyncio.sleep(ANNOUNCE_RETRY_S)
+            if self._unannounced:
+                await self._announce()
+
+    async def _announce(self) -> None:
+        for customer_id in list(self._unannounced):
+            try:
+                await self._bus.publish(self._channel, customer_id)
+            except (RedisError, OSError) as error:
+                log.warning(
+                    "favorites changes of %d customers unannounced, Redis unreachable (%s): retrying",
+                    len(self._unannounced),
+                    error,
+                )
+                return
+            self._unannounced.discard(customer_id)
 
     def _note(self, change: Change, subject: str) -> None:
         self._number += 1

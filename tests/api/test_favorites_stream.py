@@ -15,6 +15,7 @@ import jsonschema
 from api.auth import Principal, Role, mint_stream_ticket, mint_token
 from api.contract import ASYNCAPI
 from api.settings import Settings
+from scripts.embedded_redis import EmbeddedRedis
 from tests.helpers import Harness, ServerSentEvent, favorites_stream, spawn_server, start_server, stop_server
 
 
@@ -235,3 +236,27 @@ async def test_status_polls_answer_304_while_nothing_changed(harness: Harness) -
         assert changed.headers["etag"] != tags[url]
         online = await harness.http.get(url, headers={**harness.customer, "If-None-Match": changed.headers["etag"]})
         assert online.status_code == 304, "an online mechanic's ever-moving last_seen does not change the tag"
+
+
+async def test_a_favorite_added_while_redis_is_down_reaches_every_processs_stream(
+    settings: Settings, private_redis: EmbeddedRedis
+) -> None:
+    """The add commits with Redis dead: the stream on the same process hears it at once, and the other process's
+    once Redis is back (the announcement is retried, and a reconnected stream re-reads its favorites)."""
+    own = replace(settings, redis_url=private_redis.url)
+    async with start_server(own) as first, start_server(own) as second:
+        second.customer_id = first.customer_id
+        sam = await first.create_mechanic("Sam")
+        async with (
+            favorites_stream(first.http, first.customer) as here,
+            favorites_stream(second.http, second.customer) as there,
+        ):
+            await here.until("snapshot")
+            await there.until("snapshot")
+            private_redis.kill()
+            added = await first.http.post("/api/customer/favorites", json={"provider_id": sam}, headers=first.customer)
+            assert added.status_code == 201, added.text
+            assert (await here.until("favorite", provider_id=sam)).data["name"] == "Sam"
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(private_redis.start)
+            assert (await there.until("favorite", provider_id=sam, timeout=8)).data["name"] == "Sam"
