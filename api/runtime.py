@@ -23,6 +23,7 @@ from api.settings import Settings
 from api.stripe_gateway import StripeGateway
 from api.web_push import WebPushSender
 from base.database import SchemaCheck, open_database
+from base.garbage import pace_forever
 from base.redis_client import RedisClient
 from base.redis_client import connect as connect_redis
 from base.tasks import spawn
@@ -152,6 +153,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
                 )
             ),
             asyncio.create_task(_supervise("liveness", services.sockets.sweep_forever)),
+            asyncio.create_task(_supervise("collector pacing", pace_forever)),
         ]
         # Serve only once deliveries can be heard, or an offer published right after start-up could be missed.
         await asyncio.wait_for(bus.is_subscribed.wait(), timeout=10)

@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from api.auth import Role, mint_token
 from bench.phases import http_load
-from bench.servers import TUNED, Ours, pct, prepare_ours
+from bench.servers import TUNED, Ours, pct, prepare_ours, settle_garbage
 from bench.visibility import transitions
 from scripts.embedded_redis import EmbeddedRedis
 from scripts.processes import PROJECT_ROOT, ServerProcess, spawn_python, wait_ready
@@ -228,6 +228,7 @@ async def _step(
     probe_ids: list[str],
     workers: int,
 ) -> dict[str, Any]:
+    settle_garbage()
     started = time.perf_counter()
     connected = await asyncio.gather(
         *(client.ask({"cmd": "connect", "total": math.ceil(step / len(clients))}) for client in clients)

@@ -518,12 +518,14 @@ class Dispatcher:
         if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
             FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
         self._meeting(request_id, attempt, "window", "ack")
-        await self.windows.disarm(request_id, attempt)
         audience = await self.audience(request) if reason is not FallbackReason.DECLINED else ()
         async with self._delivering(request):
             if audience:
                 await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
             await self._broadcast(request)
+        # After the broadcast, which waits for nothing else: a window key left a moment longer expires into a
+        # fallback the database refuses.
+        await self.windows.disarm(request_id, attempt)
         return True
 
     async def _broadcast(self, request: SessionRequest) -> None:

@@ -23,7 +23,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from base.clock import as_stored, from_ms, now_ms
+from base.clock import from_ms, now_ms
 from base.redis_client import RedisClient, is_cluster
 from presence import scripts
 from presence.config import PresenceConfig
@@ -300,44 +300,52 @@ class PresenceTracker:
         return any(found)
 
     async def flush_last_seen(self, database: Database) -> int:
-        """Persist every last_seen that changed since the previous flush; returns how many were written."""
+        """Persist every last_seen that changed since the previous flush; returns how many were written.
+
+        The popped ids and epoch milliseconds go to the database as they came from Redis, two JSON arrays, and
+        the database turns milliseconds into its time: a flush touches every mechanic heard in the last seconds,
+        and converting each in Python (a datetime, then text) was a tenth of a process's CPU at 10,000 sockets."""
         written = 0
         shards = list(range(SHARDS))
         while shards:
             calls = [([self.keys.last_seen_dirty(s), self.keys.last_seen(s)], [FLUSH_BATCH]) for s in shards]
             popped = await self._run_many(self._pop_dirty, calls)
-            seen = [
-                (flat[i], from_ms(int(flat[i + 1]))) for flat in popped for i in range(0, len(flat), 2) if flat[i + 1]
-            ]
-            for start in range(0, len(seen), LAST_SEEN_ROWS):
-                rows = dict(seen[start : start + LAST_SEEN_ROWS])
-                await database.execute(_advance_last_seen(rows, database.url.dialect))
-            written += len(seen)
+            ids = [mechanic_id for flat in popped for mechanic_id in flat[0::2]]
+            seen_ms = [ms for flat in popped for ms in flat[1::2]]  # None where Redis no longer had it
+            for start in range(0, len(ids), LAST_SEEN_ROWS):
+                end = start + LAST_SEEN_ROWS
+                await database.execute(_advance_last_seen(ids[start:end], seen_ms[start:end], database.url.dialect))
+            written += len(seen_ms) - seen_ms.count(None)
             # A shard that gave a whole batch may hold more.
             shards = [s for s, flat in zip(shards, popped, strict=True) if len(flat) >= 2 * FLUSH_BATCH]
         return written
 
 
-# last_seen_at only moves forward, so flushes from several processes may interleave.
+# last_seen_at only moves forward, so flushes from several processes may interleave. SQLite keeps a time as text in
+# SQLAlchemy's format (UTC, microseconds), which the milliseconds are written as, so that text compares as time.
 _MATCHED_AND_NEWER = "mechanics.id = seen.id AND (mechanics.last_seen_at IS NULL OR mechanics.last_seen_at < seen.at)"
 _ADVANCE_LAST_SEEN = {
     "sqlite": sa.text(
-        "UPDATE mechanics SET last_seen_at = seen.at"
-        " FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at FROM json_each(:seen))"
-        f" AS seen WHERE {_MATCHED_AND_NEWER}"
+        "UPDATE mechanics SET last_seen_at = seen.at FROM ("
+        " SELECT json_extract(value, '$[0]') AS id,"
+        " strftime('%Y-%m-%d %H:%M:%S', CAST(json_extract(value, '$[1]') AS INTEGER) / 1000, 'unixepoch')"
+        " || printf('.%06d', CAST(json_extract(value, '$[1]') AS INTEGER) % 1000 * 1000) AS at"
+        " FROM json_each(:seen) WHERE json_extract(value, '$[1]') IS NOT NULL"
+        f") AS seen WHERE {_MATCHED_AND_NEWER}"
     ),
     "postgresql": sa.text(
-        "UPDATE mechanics SET last_seen_at = seen.at"
-        " FROM json_to_recordset(CAST(:seen AS json)) AS seen(id uuid, at timestamptz)"
-        f" WHERE {_MATCHED_AND_NEWER}"
+        "UPDATE mechanics SET last_seen_at = seen.at FROM ("
+        " SELECT CAST(pair ->> 0 AS uuid) AS id, to_timestamp(CAST(pair ->> 1 AS bigint) / 1000.0) AS at"
+        " FROM json_array_elements(CAST(:seen AS json)) AS pair WHERE pair ->> 1 IS NOT NULL"
+        f") AS seen WHERE {_MATCHED_AND_NEWER}"
     ),
 }
 
 
-def _advance_last_seen(seen: dict[str, datetime], dialect: str) -> sa.TextClause:
-    """One UPDATE for a whole batch, of one shape whatever the batch (compiled once per process)."""
-    rows = [{"id": mechanic_id, "at": as_stored(at, dialect)} for mechanic_id, at in seen.items()]
-    return _ADVANCE_LAST_SEEN[dialect].bindparams(seen=json.dumps(rows))
+def _advance_last_seen(ids: list[str], seen_ms: list[str | None], dialect: str) -> sa.TextClause:
+    """One UPDATE for a whole batch, of one shape whatever the batch (compiled once per process): a JSON array of
+    [id, ms] pairs, one array walked once (two arrays joined by position would be compared pair by pair)."""
+    return _ADVANCE_LAST_SEEN[dialect].bindparams(seen=json.dumps(list(zip(ids, seen_ms, strict=True))))
 
 
 def last_seen_of(live: LiveStatus, persisted: datetime | None) -> datetime | None:
