@@ -144,12 +144,7 @@ def lifespan_for(settings: Settings) -> Callable[[Starlette], AbstractAsyncConte
             asyncio.create_task(
                 _supervise(
                     "presence replica",
-                    lambda: _every(settings.presence_ttl_s, "presence reconcile", presence.replica.rebuild),
-                )
-            ),
-            asyncio.create_task(
-                _supervise(
-                    "presence ghosts", lambda: _every(settings.presence_ttl_s, "ghost count", presence.count_ghosts)
+                    lambda: _every(settings.presence_ttl_s, "presence reconcile", presence.replica.reconcile),
                 )
             ),
             asyncio.create_task(_supervise("liveness", services.sockets.sweep_forever)),

@@ -11,16 +11,19 @@ server that died with its sockets), which makes Redis expire the key and announc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from base.clock import now_ms
 from base.redis_client import RedisClient
-from presence.keys import SHARDS, PresenceKeys
+from presence.keys import SHARDS, PresenceKeys, shard_of
+from presence.metrics import GHOSTS
 
 log = logging.getLogger(__name__)
+
+GHOST_SLACK_MS = 1000  # a heartbeat's batch and its trip to Redis: not yet a ghost
 
 
 class Transition(msgspec.Struct, frozen=True):
@@ -112,9 +115,25 @@ class PresenceReplica:
             log.warning("ignoring a malformed presence transition: %r", data[:200])
 
     async def rebuild(self) -> None:
-        """Replace the replica with what Redis holds now (every shard's indexes, in one pipeline). A transition
-        heard while the read was in flight is newer than the snapshot may be: it is kept, or a mechanic who came
-        online meanwhile would read as offline until the next rebuild (and miss a priority offer)."""
+        """Replace the replica with what Redis holds now: who is online, and when every mechanic Redis knows was
+        last seen (start-up, and a pub/sub reconnection, after which any transition may have been missed)."""
+        await self._read(every_last_seen=True)
+
+    async def reconcile(self) -> int:
+        """Heal what transitions were lost since the last read (every TTL): who is online is read again, and the
+        last_seen only of the mechanics whose status that changed, not of every mechanic ever seen (at 100,000
+        mechanics, reading and merging all of them stopped each process for a tenth of a second every TTL).
+
+        Returns the ghosts found, and sets the ghosts gauge: mechanics this replica showed online whose last
+        heartbeat is older than the TTL by more than GHOST_SLACK_MS (a lost offline transition, an expiry not yet
+        fired). An online index score is a device's last heartbeat plus the TTL, so the read that heals them
+        counts them too."""
+        return await self._read(every_last_seen=False)
+
+    async def _read(self, *, every_last_seen: bool) -> int:
+        """One pipeline over every shard's index (and last_seen hash). A transition heard while the read was in
+        flight is newer than the snapshot may be: it is kept, or a mechanic who came online meanwhile would read
+        as offline until the next read (and miss a priority offer)."""
         now = now_ms()
         changed_meanwhile: set[str] = set()
         self._rebuilds_in_flight.append(changed_meanwhile)
@@ -122,22 +141,47 @@ class PresenceReplica:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for shard in range(SHARDS):
                     pipe.zrangebyscore(self._keys.online_index(shard), now, "+inf")
+                    pipe.zrangebyscore(self._keys.online_index(shard), now - GHOST_SLACK_MS, now)
                     pipe.zrangebyscore(self._keys.online_index(shard), "-inf", now)
-                    pipe.hgetall(self._keys.last_seen(shard))
+                    if every_last_seen:
+                        pipe.hgetall(self._keys.last_seen(shard))
                 replies = await pipe.execute()
         finally:
             self._rebuilds_in_flight.remove(changed_meanwhile)
-        online = [i for reply in replies[0::3] for i in reply]
-        lapsed = [i for reply in replies[1::3] for i in reply]
+        stride = 4 if every_last_seen else 3
+        online = {str(i) for reply in replies[0::stride] for i in reply}
+        just_lapsed = {str(i) for reply in replies[1::stride] for i in reply}
+        lapsed = [str(i) for reply in replies[2::stride] for i in reply]
         before = self._online
-        self._online = ({str(i) for i in online} - changed_meanwhile) | (self._online & changed_meanwhile)
-        self._changed(before ^ self._online)
-        for last_seen in replies[2::3]:
-            for mechanic_id, ms in last_seen.items():
-                self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))
+        ghosts = len(before - online - just_lapsed - changed_meanwhile)
+        GHOSTS.set(ghosts)
+        self._online = (online - changed_meanwhile) | (before & changed_meanwhile)
+        changed = before ^ self._online
+        self._changed(changed)
+        if every_last_seen:
+            for last_seen in replies[3::stride]:
+                self._merge_last_seen(last_seen.items())
+        elif changed:
+            await self._read_last_seen(changed)
         if lapsed:
             # Looking a lapsed key up makes Redis expire it and fire `expired` now, not minutes later.
             async with self._redis.pipeline(transaction=False) as pipe:
                 for mechanic_id in lapsed:
-                    pipe.exists(self._keys.online(str(mechanic_id)))
+                    pipe.exists(self._keys.online(mechanic_id))
                 await pipe.execute()
+        return ghosts
+
+    async def _read_last_seen(self, mechanic_ids: set[str]) -> None:
+        by_shard: dict[int, list[str]] = {}
+        for mechanic_id in mechanic_ids:
+            by_shard.setdefault(shard_of(mechanic_id), []).append(mechanic_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard, ids in by_shard.items():
+                pipe.hmget(self._keys.last_seen(shard), ids)
+            replies = await pipe.execute()
+        for ids, seen in zip(by_shard.values(), replies, strict=True):
+            self._merge_last_seen((i, ms) for i, ms in zip(ids, seen, strict=True) if ms is not None)
+
+    def _merge_last_seen(self, seen: Iterable[tuple[str, str]]) -> None:
+        for mechanic_id, ms in seen:
+            self._last_seen[str(mechanic_id)] = max(self._last_seen.get(str(mechanic_id), 0), int(ms))

@@ -27,8 +27,8 @@ from base.clock import from_ms, now_ms
 from base.redis_client import RedisClient, is_cluster
 from presence import scripts
 from presence.config import PresenceConfig
-from presence.keys import SHARDS, MechanicKeys, PresenceKeys, shard_of
-from presence.metrics import FLAPS, GHOSTS, HEARTBEATS, OFFLINE_LAG
+from presence.keys import SHARDS, MechanicKeys, PresenceKeys
+from presence.metrics import FLAPS, HEARTBEATS, OFFLINE_LAG
 from presence.replica import LiveStatus, PresenceReplica, Transition
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ LAST_SEEN_ROWS = 1000
 TOUCH_BATCH = 500  # devices per script call: bounds how long one call holds Redis (a few milliseconds)
 HEARTBEAT_BATCH_S = 0.01
 FLAP_WINDOW_MS = 60_000  # back online this soon after going offline: a flap
-GHOST_SLACK_MS = 1000  # a heartbeat's batch and its trip to Redis: not yet a ghost
 
 
 class PresenceTracker:
@@ -184,29 +183,6 @@ class PresenceTracker:
         """A device this server closed for silence (`silent_s` since its last frame) stops counting at once."""
         if await self.untrack(mechanic_id, connection_id):
             OFFLINE_LAG.labels("silent").observe(silent_s)
-
-    async def count_ghosts(self) -> int:
-        """Mechanics this replica shows online whose last heartbeat (Redis's) is older than the TTL, give or take
-        GHOST_SLACK_MS: what a customer sees as online with nobody there. Set as the ghosts gauge."""
-        online = self.replica.online_ids()
-        cutoff = now_ms() - int(self.config.ttl_s * 1000) - GHOST_SLACK_MS
-        by_shard: dict[int, list[str]] = {}
-        for mechanic_id in online:
-            by_shard.setdefault(shard_of(mechanic_id), []).append(mechanic_id)
-        ghosts = 0
-        if by_shard:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for shard, ids in by_shard.items():
-                    pipe.hmget(self.keys.last_seen(shard), ids)
-                replies = await pipe.execute()
-            for ids, seen in zip(by_shard.values(), replies, strict=True):
-                ghosts += sum(
-                    1
-                    for mechanic_id, ms in zip(ids, seen, strict=True)
-                    if (ms is None or int(ms) < cutoff) and self.replica.is_online(mechanic_id)
-                )
-        GHOSTS.set(ghosts)
-        return ghosts
 
     async def untrack(self, mechanic_id: str, connection_id: str) -> bool:
         """A device closed cleanly. True when it was the last one, so the mechanic is now offline."""

@@ -64,17 +64,24 @@ async def test_back_online_within_a_minute_is_a_flap(harness: Harness) -> None:
 
 
 async def test_a_mechanic_shown_online_without_a_recent_heartbeat_is_a_ghost(redis_url: str, key_prefix: str) -> None:
-    """The ghost count finds who the replica shows online but Redis last heard from longer than a TTL ago (a
-    lost offline transition, an expiry not yet fired), and no one else."""
+    """The replica's reconcile counts whom it showed online but Redis last heard from longer than a TTL ago (a lost
+    offline transition, an expiry not yet fired), and no one else; and heals it."""
     redis = connect(redis_url, 4)
     tracker = PresenceTracker(redis, PresenceConfig(key_prefix=key_prefix, ttl_s=30))
     try:
         live, ghost = str(uuid.uuid4()), str(uuid.uuid4())
         for mechanic_id in (live, ghost):
             assert await tracker.track(mechanic_id, f"process.{mechanic_id}")
-        assert await tracker.count_ghosts() == 0
+        assert await tracker.replica.reconcile() == 0
+        assert tracker.replica.is_online(ghost)
+        # Its last heartbeat as the heartbeat script records it: the time, and the index's expiry (time + TTL).
         stale = now_ms() - 31_000 - 1000
         await redis.hset(tracker.keys.last_seen(shard_of(ghost)), ghost, stale)
-        assert await tracker.count_ghosts() == 1
+        await redis.zadd(tracker.keys.online_index(shard_of(ghost)), {ghost: stale + 30_000})
+
+        assert await tracker.replica.reconcile() == 1
+
+        assert not tracker.replica.is_online(ghost) and tracker.replica.is_online(live)
+        assert await tracker.replica.reconcile() == 0
     finally:
         await redis.aclose()
