@@ -38,6 +38,9 @@ def redis_for(settings: Settings) -> Iterator[str]:
         yield redis.url
 
 
+WORKER_HEALTHCHECK_S = 30
+
+
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
     return {
@@ -48,6 +51,11 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         # Liveness is the apps' heartbeats (a silent socket is closed with 4408): no protocol pings besides.
         "ws_ping_interval": None,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
+        # uvicorn kills a worker that leaves its health check unanswered this long (5 s by default). A worker
+        # holding 11,000 sockets on a loaded machine answered late without being hung (a collection of its objects
+        # holds the interpreter for seconds there), and killing it dropped every one of its sockets onto the
+        # others at once: at 100,000 mechanics on 2 cores that cascaded into restart after restart.
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_S,
         "log_level": settings.log_level.lower(),
         "lifespan": "on",
     }
