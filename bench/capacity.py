@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ import httpx
 import psutil
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from api.auth import Role, mint_token
 from bench.phases import http_load
@@ -70,6 +72,15 @@ def _summary(values: list[float]) -> dict[str, float]:
         "p99_ms": round(pct(values, 0.99), 2),
         "max_ms": round(max(values), 2),
     }
+
+
+async def _unless_broken(measure: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A measurement that fails at a step the machine cannot carry (a transition never visible, a booking
+    unanswered) is reported as what failed, so that the step's other figures are still told."""
+    try:
+        return await measure
+    except (TimeoutError, OSError, httpx.HTTPError, ConnectionClosed) as error:
+        return {"failed": f"{type(error).__name__}: {error}"}
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -245,11 +256,13 @@ async def _step(
     open_sockets = sum(a["open"] for a in connected)
     acks = [ms for answer in measured for ms in answer["acks_ms"]]
     per_mechanic_s = open_sockets * MEASURE_S
-    visible = await transitions(
-        [f"{server.ws_url}?token={mint_token(ours.secret, sub=m, role=Role.MECHANIC)}" for m in probe_ids[:PROBES]],
-        server.port,
-        [f"/api/mechanics/{m}/status" for m in probe_ids[:PROBES]],
-        customer["Authorization"].split()[1],
+    visible = await _unless_broken(
+        transitions(
+            [f"{server.ws_url}?token={mint_token(ours.secret, sub=m, role=Role.MECHANIC)}" for m in probe_ids[:PROBES]],
+            server.port,
+            [f"/api/mechanics/{m}/status" for m in probe_ids[:PROBES]],
+            customer["Authorization"].split()[1],
+        )
     )
     return {
         "mechanics": step,
@@ -262,8 +275,10 @@ async def _step(
         "heartbeat_ack": {**_summary(acks), "count": len(acks)},
         "status": {"rps": status["rps"], "p99_ms": status["p99_ms"]},
         "transition_visible": visible,
-        "offer": await _offer_latency(server.base_url, server.ws_url, ours.secret, probe_ids[PROBES]),
-        "broadcast": await _broadcast(server.base_url, server.ws_url, ours.secret, probe_ids[PROBES + 1], clients),
+        "offer": await _unless_broken(_offer_latency(server.base_url, server.ws_url, ours.secret, probe_ids[PROBES])),
+        "broadcast": await _unless_broken(
+            _broadcast(server.base_url, server.ws_url, ours.secret, probe_ids[PROBES + 1], clients)
+        ),
         "server_rss_mib": round(rss / 2**20),
         "rss_per_connection_kib": round((rss - idle_rss) / max(1, open_sockets) / 1024, 2),
         "server_cpu_percent": round((cpu_after - cpu_before) / MEASURE_S * 100),
