@@ -2,20 +2,19 @@
 
 CPython runs a full collection whenever the objects that survived into its oldest generation since the last full
 one reach a quarter of those that were there. A socket's objects live for hours, and each heartbeat leaves a few
-that live until the next one (the future its read waits on), so a process holding 10,000 heartbeating sockets ran
-a full collection about every 30 s. Each traversed every socket's objects and served none of them meanwhile: 0.9
-to 1.9 s, collecting nothing (timed with `gc.callbacks` in `make bench --only capacity` at 50,000 mechanics, where
-these pauses were the heartbeat p99 of 515 ms).
+that live until the next one (the future its read waits on), so heartbeating sockets keep causing full passes
+(a client process of the capacity benchmark, holding the same kind of objects unpaced, ran one every 35 s, each
+stopping it for 1.2 to 1.9 s). Each pass traverses every socket's objects and serves none of them meanwhile: 0.8
+to 0.9 s of CPU for a worker with 10,000 sockets (timed with `gc.callbacks` in `make bench --only capacity`).
 
 So every FREEZE_EVERY_S what survived is frozen (`gc.freeze`, which splices the generations onto the permanent
-one in constant time), and a full collection traverses only what is younger: a second's survivors, even while
-thousands of sockets connect (frozen every 10 s, a worker taking sockets at 300 a second still ran passes of
-350 ms of CPU). Reference counting still frees
-frozen objects; what it cannot free is a cycle among them (a closed connection's protocol objects refer to each
-other), which waits for the thorough pass about every THOROUGH_EVERY_S: unfreeze, collect everything once, freeze
-again. That pass is the full collection it replaces (850 ms of CPU at 10,000 sockets), paid every fifteen minutes
-instead of every thirty seconds, at a moment drawn at random so that the workers of one machine do not all stop at
-once; what waits for it is the cycles of the sockets closed within those minutes.
+one in constant time), and a full collection traverses only what is younger (frozen every 10 s instead, a worker
+taking sockets at 300 a second still ran passes of 350 ms of CPU). Reference counting still frees frozen objects;
+what it cannot free is a cycle among them (a closed connection's protocol objects refer to each other), which
+waits for the thorough pass about every THOROUGH_EVERY_S: unfreeze, collect everything once, freeze again. That
+pass is as long as the full collection it replaces, paid every fifteen minutes instead of every half minute, at a
+moment drawn at random so that the workers of one machine do not all stop at once; what waits for it is the cycles
+of the sockets closed within those minutes.
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ class PresenceTracker:
     async def flush_last_seen(self, database: Database) -> int:
         """Persist every last_seen that changed since the previous flush; returns how many were written.
 
-        The popped ids and epoch milliseconds go to the database as they came from Redis, two JSON arrays, and
+        The popped ids and epoch milliseconds go to the database as they came from Redis, as [id, ms] pairs, and
         the database turns milliseconds into its time: a flush touches every mechanic heard in the last seconds,
         and converting each in Python (a datetime, then text) was a tenth of a process's CPU at 10,000 sockets."""
         written = 0
