@@ -13,12 +13,12 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from databases import Database
 
-from base.databases_internals import AppDatabase
+from base.databases_internals import AppDatabase as AppDatabase  # what `open_database` opens
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str) -> AppDatabase:
     """Not yet connected: the caller owns `connect()` and `disconnect()`."""
     ensure_sqlite_dir(url)
     return AppDatabase(url)

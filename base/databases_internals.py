@@ -1,5 +1,6 @@
-"""`databases`' backends, compiling each statement once: the one module that uses `databases`' and SQLAlchemy's
-private internals (`databases.backends.*`, `CursorResultMetaData`), for the versions `require` names below.
+"""`databases`' backends, compiling each statement once: the one module that uses `databases`', SQLAlchemy's and
+aiosqlite's private internals (`databases.backends.*`, `CursorResultMetaData`, a connection's thread), for the
+versions `require` names below.
 
 `databases` compiles every SQLAlchemy statement on every call (a quarter to a third of the CPU of the hot paths
 when profiled). Here each statement's shape is compiled once per process and reused: SQLAlchemy's own cache key
@@ -11,14 +12,15 @@ rendered inline) are compiled each time, as before.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 import asyncpg
-from databases import Database, DatabaseURL
+from databases import Database, DatabaseURL, interfaces
 from databases.backends.common.records import Record, Row, create_column_maps
 from databases.backends.postgres import PostgresBackend, PostgresConnection
 from databases.backends.sqlite import (
@@ -40,6 +42,7 @@ from base.versions import require
 # `Database(url)`. Behaviours relied on are pinned by tests/test_internals.py and the whole suite.
 require("databases", "0.9", "0.10", module=__name__)
 require("sqlalchemy", "2.1", "2.2", module=__name__)
+require("aiosqlite", "0.20", "0.23", module=__name__)  # its connection's thread: `_execute`, `_conn`
 
 
 STATEMENT_CACHE_LIMIT = 2000
@@ -170,15 +173,49 @@ class _CachingSQLiteConnection(SQLiteConnection):
         self._columns = columns
 
     async def fetch_all(self, query: ClauseElement) -> list[Record]:  # type: ignore[override]
+        statement = self._statement(query)
+        rows, description = await self._rows(statement.sql, statement.args)
+        return self._records(statement, rows, description)
+
+    async def write_then(
+        self, first: ClauseElement, then: Callable[[Record], Sequence[ClauseElement]]
+    ) -> Record | None:
+        """`first`, which returns one row or none, then the statements `then` makes from that row, in one
+        transaction of two trips to the connection's thread where `databases` makes four or more (`BEGIN`, each
+        statement, `COMMIT`): `BEGIN` and `first` in the first (which ends the transaction when nothing matched),
+        the rest and `COMMIT` in the second."""
+        connection = self._connection
+        assert connection is not None, "Connection is not acquired"
+        in_thread: Any = connection._execute  # aiosqlite's own queue to its thread (untyped)
+        try:
+            statement = self._statement(first)
+            rows, description = await in_thread(_begin_and_fetch, connection._conn, statement)
+            if not rows:
+                return None
+            record = self._records(statement, rows, description)[0]
+            rest = [self._statement(query) for query in then(record)]
+            await in_thread(_run_and_commit, connection._conn, rest)
+        except BaseException:
+            # Queued behind whatever this call left in the thread's queue (a cancelled trip still runs there).
+            await in_thread(_roll_back_if_open, connection._conn)
+            raise
+        return record
+
+    def _statement(self, query: ClauseElement) -> _Statement:
         hit = self._statements.arguments(query, self._compile_new)
         if hit is None:  # a shape that is compiled on every call
             sql, args, result_columns, context = self._compile(query)
-            column_maps = create_column_maps(result_columns)
-        else:
-            entry, args = hit
-            sql, result_columns, context, column_maps = entry.sql, entry.result_map, entry.context, entry.column_maps
-        rows, description = await self._rows(sql, args)
-        metadata = CursorResultMetaData(context, description)
+            return _Statement(sql, args, result_columns, context, create_column_maps(result_columns))
+        entry, args = hit
+        return _Statement(entry.sql, args, entry.result_map, entry.context, entry.column_maps)
+
+    def _records(self, statement: _Statement, rows: list[Any], description: Any) -> list[Record]:
+        if statement.sql not in self._columns:
+            if len(self._columns) >= STATEMENT_CACHE_LIMIT:
+                self._columns.clear()
+            self._columns[statement.sql] = description
+        result_columns, column_maps = statement.result_columns, statement.column_maps
+        metadata = CursorResultMetaData(statement.context, description)
         keymap: Any = metadata._keymap  # `databases` hands it over as it is (its annotation is narrower)
         return [
             Record(Row(metadata, metadata._processors, keymap, row), result_columns, self._dialect, column_maps)
@@ -204,11 +241,7 @@ class _CachingSQLiteConnection(SQLiteConnection):
         if description is not None:
             return list(await self._connection.execute_fetchall(sql, args)), description
         cursor = await self._connection.execute(sql, args)
-        rows = await cursor.fetchall()
-        if len(self._columns) >= STATEMENT_CACHE_LIMIT:
-            self._columns.clear()
-        self._columns[sql] = cursor.description
-        return list(rows), cursor.description
+        return list(await cursor.fetchall()), cursor.description
 
     def transaction(self) -> _OneTripSQLiteTransaction:
         return _OneTripSQLiteTransaction(self)
@@ -240,6 +273,39 @@ class _CachingSQLiteConnection(SQLiteConnection):
             column_maps=create_column_maps(compiled._result_columns),
             context=CompilationContext(context),
         )
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One statement compiled, with this call's arguments and what makes its rows into records."""
+
+    sql: str
+    args: list[Any]
+    result_columns: Any
+    context: Any
+    column_maps: Any
+
+
+def _begin_and_fetch(connection: sqlite3.Connection, statement: _Statement) -> tuple[list[Any], Any]:
+    """In the connection's thread: open a transaction and run its first statement; end it if nothing matched."""
+    connection.execute("BEGIN")
+    cursor = connection.execute(statement.sql, statement.args)
+    rows = cursor.fetchall()
+    if not rows:
+        connection.execute("ROLLBACK")
+    return rows, cursor.description
+
+
+def _run_and_commit(connection: sqlite3.Connection, statements: list[_Statement]) -> None:
+    """In the connection's thread: the transaction's other statements, then `COMMIT`."""
+    for statement in statements:
+        connection.execute(statement.sql, statement.args).fetchall()
+    connection.execute("COMMIT")
+
+
+def _roll_back_if_open(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 class _OneTripSQLiteTransaction(SQLiteTransaction):
@@ -322,3 +388,23 @@ class AppDatabase(Database):
         "postgres": "base.databases_internals:CachingPostgresBackend",
         "sqlite": "base.databases_internals:ReusingSQLiteBackend",
     }
+
+    async def write_then(
+        self, first: ClauseElement, then: Callable[[interfaces.Record], Sequence[ClauseElement]]
+    ) -> interfaces.Record | None:
+        """In one transaction: `first`, which returns one row or none, and if it returned one, the statements
+        `then` makes from it; that row. On SQLite outside a transaction, two trips to the connection's thread (see
+        `_CachingSQLiteConnection.write_then`); otherwise the statements in a transaction (a savepoint when one is
+        open already)."""
+        connection = self.connection()
+        if isinstance(self._backend, ReusingSQLiteBackend) and not connection._transaction_stack:
+            async with connection, connection._query_lock:
+                backend: Any = connection._connection  # `databases` types it as any backend's connection
+                written: interfaces.Record | None = await backend.write_then(first, then)
+                return written
+        async with self.transaction():
+            row = await self.fetch_one(first)
+            if row is not None:
+                for statement in then(row):
+                    await self.execute(statement)
+            return row

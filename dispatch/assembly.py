@@ -11,8 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from databases import Database
-
+from base.database import AppDatabase
 from base.redis_client import RedisClient
 from base.tasks import spawn
 from delivery.bus import Bus
@@ -61,7 +60,7 @@ class Dispatch:
 
 
 def assemble(
-    database: Database,
+    database: AppDatabase,
     redis: RedisClient,
     bus: Bus,
     presence: PresenceTracker,

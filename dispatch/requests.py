@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from databases import Database
+from databases.interfaces import Record
 from sqlalchemy.sql import ClauseElement, ColumnElement
 
 from base.clock import as_stored, as_utc, utc_now
+from base.database import AppDatabase
 from base.errors import RequestNotFound
 from base.ids import canonical_id
 from base.sql import Prepared, contains_text, insert_ignoring_conflict, starts_with_text
@@ -66,7 +67,7 @@ OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
 
 
 class Requests:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: AppDatabase) -> None:
         self._db = database
         self._one_statement = database.url.dialect == "postgresql"
         self._shapes: dict[Change, _Built] = {}
@@ -306,15 +307,14 @@ class Requests:
         if self._one_statement:
             row = await self._db.fetch_one(Prepared(built.statement, values))
             return SessionRequest.from_row(row) if row is not None else None
-        async with self._db.transaction():
-            row = await self._db.fetch_one(Prepared(built.statement, values))
-            if row is None:
-                return None
+
+        def with_the_row(row: Record) -> list[Prepared]:
             changed = row._mapping
             with_row = {**values, **{f"row_{column}": changed[column] for column in sr.c.keys()}}
-            for statement in built.after:
-                await self._db.execute(Prepared(statement, with_row))
-        return SessionRequest.from_row(row)
+            return [Prepared(statement, with_row) for statement in built.after]
+
+        row = await self._db.write_then(Prepared(built.statement, values), with_the_row)
+        return SessionRequest.from_row(row) if row is not None else None
 
     def _built(self, change: Change) -> _Built:
         built = self._shapes.get(change)

@@ -518,15 +518,28 @@ class Dispatcher:
         if reason is FallbackReason.WINDOW and request.priority_deadline is not None:
             FALLBACK_LATENESS.observe((now - request.priority_deadline).total_seconds())
         self._meeting(request_id, attempt, "window", "ack")
-        audience = await self.audience(request) if reason is not FallbackReason.DECLINED else ()
+        # Whose devices hold the priority offer and are told it expired: nobody's when it was never sent (it is
+        # marked sent before any device gets it: a notify & wait that lapsed unseen), nor after a decline, whose
+        # answer told them.
+        offered = reason is not FallbackReason.DECLINED and request.priority_notified_at is not None
+        audience = await self.audience(request) if offered else ()
         async with self._delivering(request):
             if audience:
                 await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
-            await self._broadcast(request)
+            OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
+            await self._offers.broadcast(request, await self._excluded_after_priority(request, by))
         # After the broadcast, which waits for nothing else: a window key left a moment longer expires into a
         # fallback the database refuses.
         await self.windows.disarm(request_id, attempt)
         return True
+
+    async def _excluded_after_priority(self, request: SessionRequest, declined_by: str | None) -> tuple[str, ...]:
+        """Whom a request that just left its priority phase must not be offered to. For one favorite that is only
+        who declined in the change itself: exclusions come from declines and give-backs, a favorite's decline ends
+        the phase, and no request comes back to it. A workshop's members decline one by one: those are read."""
+        if request.preferred_workshop_id is not None:
+            return await self.requests.excluded(request.id)
+        return (declined_by,) if declined_by is not None else ()
 
     async def _broadcast(self, request: SessionRequest) -> None:
         OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from importlib.metadata import version
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -49,5 +50,48 @@ async def test_a_prepared_statement_is_compiled_once_and_takes_each_calls_values
         assert names == ["n0", "n1", "n2"]
         rows = await asyncio.gather(*(database.fetch_one(Prepared(select, {"id": i})) for i in range(3)))
         assert [r["name"] for r in rows if r is not None] == ["n0", "n1", "n2"]
+    finally:
+        await database.disconnect()
+
+
+async def test_a_write_then_its_rows_is_one_transaction_whatever_ends_it(tmp_path: object) -> None:
+    """`AppDatabase.write_then` on SQLite (two trips to aiosqlite's thread): the second part sees the first's row,
+    a failure or a cancellation between the parts undoes the first, and the connection is left usable."""
+    database = open_database(f"sqlite:///{tmp_path}/internals.db")
+    await database.connect()
+    try:
+        await database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        await database.execute("CREATE TABLE log (t_id INTEGER NOT NULL, n INTEGER NOT NULL)")
+        await database.execute("INSERT INTO t (id, n) VALUES (1, 0)")
+        table = sa.table("t", sa.column("id"), sa.column("n"))
+        log = sa.table("log", sa.column("t_id"), sa.column("n"))
+        bump = table.update().where(table.c.id == sa.bindparam("id")).values(n=table.c.n + 1).returning(table.c.n)
+
+        def logged(row: Any) -> list[Any]:
+            return [log.insert().values(t_id=1, n=row["n"])]
+
+        def failing(row: Any) -> list[Any]:
+            raise ValueError("no")
+
+        async def counts() -> tuple[Any, Any]:
+            return await database.fetch_val("SELECT n FROM t"), await database.fetch_val("SELECT count(*) FROM log")
+
+        written = await database.write_then(Prepared(bump, {"id": 1}), logged)
+        assert written is not None and written["n"] == 1 and await counts() == (1, 1)
+        assert await database.write_then(Prepared(bump, {"id": 2}), logged) is None  # matched nothing
+        with pytest.raises(ValueError, match="no"):
+            await database.write_then(Prepared(bump, {"id": 1}), failing)
+        assert await counts() == (1, 1)
+        cancelled = asyncio.create_task(database.write_then(Prepared(bump, {"id": 1}), logged))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert await counts() in ((1, 1), (2, 2))  # all of it or none of it, by when the cancellation came
+        assert (await database.write_then(Prepared(bump, {"id": 1}), logged) or {})["n"] in (2, 3)
+        async with database.transaction():  # inside a transaction: part of it
+            await database.write_then(Prepared(bump, {"id": 1}), logged)
+        n, logs = await counts()
+        assert logs == n
     finally:
         await database.disconnect()

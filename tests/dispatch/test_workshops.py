@@ -166,6 +166,23 @@ async def test_a_members_decline_removes_only_them_until_every_member_declined(h
     assert sam_app.count("offer", kind="broadcast") == 0 and alex_app.count("offer", kind="broadcast") == 0
 
 
+async def test_a_members_decline_still_holds_when_the_window_lapses(harness: Harness) -> None:
+    """The broadcast after the deadline reaches everyone but the members who declined during the window."""
+    sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
+    outsider = await harness.create_mechanic("Outsider")
+    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
+    sam_app, alex_app = await harness.connect(sam), await harness.connect(alex)
+    outsider_app = await harness.connect(outsider)
+    booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
+    await sam_app.expect("offer", request_id=booked["id"])
+    await sam_app.send({"type": "decline", "request_id": booked["id"]})
+    await sam_app.expect("declined", request_id=booked["id"])
+    await outsider_app.expect("offer", request_id=booked["id"], kind="broadcast", timeout=5)
+    await alex_app.expect("offer", request_id=booked["id"], kind="broadcast")
+    await asyncio.sleep(0.2)
+    assert sam_app.count("offer", kind="broadcast") == 0
+
+
 async def test_the_window_falls_back_and_one_ack_from_any_member_counts(harness: Harness) -> None:
     """A member who never acks does not make the offer resent when another member acked; at the deadline the
     request goes to everyone."""
