@@ -13,9 +13,9 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from api.contract import ROUTES
+from api.contract import FIXED_PATHS, ROUTES
 from api.favorites_stream import STREAM_PATH, serve_stream
-from api.responses import exception_handlers
+from api.responses import exception_handlers, serve_directly
 from api.runtime import lifespan_for
 from api.settings import Settings, load_settings
 from api.socket import MechanicSocket
@@ -59,7 +59,8 @@ class App(Starlette):
     """Starlette, with the hottest endpoints handed straight to their handlers: the mechanics' socket and the
     customers' favorites stream (each lives for hours, and each layer above the endpoint, the error middleware and
     the router, would keep a coroutine frame per connection) and the status poll (those layers cost as much as its
-    answer)."""
+    answer). Every other endpoint of a path without parameters (a booking among them) is found by its method and
+    path and served past the middleware too; the router serves the rest (and answers 404 and 405)."""
 
     def __init__(self, socket: Callable[..., Awaitable[None]], **options: Any) -> None:
         super().__init__(**options)
@@ -72,6 +73,9 @@ class App(Starlette):
             await self._socket(scope, receive, send)
         elif scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == STREAM_PATH:
             await serve_stream(scope, receive, send)
+        elif scope["type"] == "http" and (handler := FIXED_PATHS.get((scope["method"], scope["path"]))):
+            scope["app"] = self  # as Starlette sets it (the 405 answer reads the routes from it)
+            await serve_directly(handler, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

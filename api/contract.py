@@ -37,6 +37,7 @@ async def asyncapi_document(request: Request) -> Response:
     return JSONResponse(ASYNCAPI)
 
 
+FIXED_PATHS = {key: handler for module in MODULES for key, handler in module.endpoint.fixed_paths.items()}
 ROUTES = [
     *(route for module in MODULES for route in module.endpoint.routes),
     Route("/openapi.json", openapi, include_in_schema=False),

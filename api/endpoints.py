@@ -75,6 +75,14 @@ class Endpoints:
     def routes(self) -> list[Route]:
         return [Route(op.path, _guarded(op), methods=[op.method.upper()]) for op in self.operations if op.handler]
 
+    @property
+    def fixed_paths(self) -> dict[tuple[str, str], Handler]:
+        """The handlers of paths without parameters, by method and path: `api/app.py` serves them past the
+        router, which would try each route's pattern in turn."""
+        return {
+            (op.method.upper(), op.path): _guarded(op) for op in self.operations if op.handler and "{" not in op.path
+        }
+
 
 def _guarded(operation: Operation) -> Handler:
     """The handler behind its declared roles: 401 without a valid token, 403 for another role."""
