@@ -168,18 +168,6 @@ MARK_OFFERED = Change(
     notes=lambda row: [Note(EventKind.OFFERED, row["preferred_mechanic_id"], row["attempt"], "priority")],
 )
 
-ACK = Change(
-    when=(
-        _this_attempt,
-        _pending,
-        _priority,
-        _by_the_favorite,
-        sr.c.offer_acked_at.is_(None),
-    ),
-    values={"offer_acked_at": param("now"), "ack_deadline": None},
-    notes=lambda row: [Note(EventKind.ACKED, param("mechanic"), row["attempt"])],
-)
-
 _overdue = (_this_attempt, _pending, _priority, sr.c.offer_acked_at.is_(None), sr.c.ack_deadline <= param("now"))
 OVERDUE = _overdue  # what "the ack is overdue" means, for the caller that then falls back
 

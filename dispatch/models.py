@@ -101,6 +101,16 @@ def parse_offer_id(value: str) -> tuple[str, int, OfferKind] | None:
 
 
 @dataclass(frozen=True)
+class OfferAck:
+    """A device's ack of the priority offer of `attempt` of a request, by a mechanic (of `workshop_id`)."""
+
+    request_id: str
+    attempt: int
+    mechanic_id: str
+    workshop_id: str | None
+
+
+@dataclass(frozen=True)
 class Columns:
     """A row's columns as the domain reads them: ids as text, times in UTC (SQLite hands back naive ones)."""
 

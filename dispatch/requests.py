@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from base.tables import mechanics
 from dispatch.changes import OVERDUE, Change, Note, param
 from dispatch.deadlines import Deadline
 from dispatch.events import Event
-from dispatch.models import Phase, SessionRequest, Status
+from dispatch.models import EventKind, OfferAck, Phase, SessionRequest, Status
 from dispatch.tables import request_events, request_exclusions, session_requests
 
 sr = session_requests
@@ -63,6 +63,41 @@ _SETTLE = {
         " WHERE session_requests.id = done.id AND session_requests.owed_at = done.at"
     ),
 }
+# Acks of priority offers in a batch (`dispatch/acks.py`): each marks its offer acked when it is for this attempt,
+# still open, from the favorite or a member of the favorite workshop, and not yet acked, and logs an `acked` event
+# for each offer it marked. `:acks` is a JSON array of
+# {request_id, attempt, mechanic, workshop}.
+_ACKED_WHEN = (
+    "session_requests.id = acks.request_id AND session_requests.attempt = acks.attempt"
+    f" AND session_requests.status = '{Status.PENDING.value}' AND session_requests.phase = '{Phase.PRIORITY.value}'"
+    " AND session_requests.offer_acked_at IS NULL"
+    " AND (session_requests.preferred_mechanic_id = acks.mechanic"
+    " OR session_requests.preferred_workshop_id = acks.workshop)"
+)
+_NOW = sa.bindparam("now", type_=sa.DateTime(timezone=True))
+_ACKED: sa.BindParameter[str] = sa.bindparam("kind", EventKind.ACKED.value)
+_ACK_ALL_POSTGRESQL = sa.text(
+    "WITH acks AS (SELECT * FROM json_to_recordset(CAST(:acks AS json))"
+    " AS acks(request_id uuid, attempt integer, mechanic uuid, workshop uuid)),"
+    " changed AS (UPDATE session_requests SET offer_acked_at = :now, ack_deadline = NULL FROM acks"
+    f" WHERE {_ACKED_WHEN} RETURNING session_requests.id, session_requests.attempt, acks.mechanic),"
+    " logged AS (INSERT INTO request_events (request_id, at, kind, mechanic_id, attempt)"
+    " SELECT id, :now, :kind, mechanic, attempt FROM changed)"
+    " SELECT id, attempt FROM changed"
+).bindparams(_NOW, _ACKED)
+# SQLite: the rows marked, then their events (its RETURNING cannot name the acks: the caller says who acked).
+_MARK_ACKED_SQLITE = sa.text(
+    "UPDATE session_requests SET offer_acked_at = :now, ack_deadline = NULL FROM (SELECT"
+    " json_extract(value, '$.request_id') AS request_id, json_extract(value, '$.attempt') AS attempt,"
+    " json_extract(value, '$.mechanic') AS mechanic, json_extract(value, '$.workshop') AS workshop"
+    f" FROM json_each(:acks)) AS acks WHERE {_ACKED_WHEN}"
+    " RETURNING session_requests.id, session_requests.attempt"
+).bindparams(_NOW)
+_LOG_ACKED_SQLITE = sa.text(
+    "INSERT INTO request_events (request_id, at, kind, mechanic_id, attempt) SELECT"
+    " json_extract(value, '$.request_id'), :now, :kind, json_extract(value, '$.mechanic'),"
+    " json_extract(value, '$.attempt') FROM json_each(:acks)"
+).bindparams(_NOW, _ACKED)
 OPEN_STATUSES = (Status.PENDING.value, Status.ACCEPTED.value)
 
 
@@ -267,6 +302,26 @@ class Requests:
         dialect = self._db.url.dialect
         done = [{"id": request_id, "at": as_stored(at, dialect)} for request_id, at in delivered.items()]
         await self._db.execute(_SETTLE[dialect].bindparams(done=json.dumps(done)))
+
+    async def ack_all(self, acks: Sequence[OfferAck]) -> set[tuple[str, int]]:
+        """Mark the offers these acks confirm as acked, with their events, in one transaction; the (request id,
+        attempt) of each offer marked now (several acks of one offer mark it once, logged as the first's)."""
+        rows = [
+            {"request_id": a.request_id, "attempt": a.attempt, "mechanic": a.mechanic_id, "workshop": a.workshop_id}
+            for a in acks
+        ]
+        now = utc_now()
+        if self._one_statement:
+            marked = await self._db.fetch_all(_ACK_ALL_POSTGRESQL.bindparams(acks=json.dumps(rows), now=now))
+            return {(str(r["id"]), int(r["attempt"])) for r in marked}
+        async with self._db.transaction():
+            marked = await self._db.fetch_all(_MARK_ACKED_SQLITE.bindparams(acks=json.dumps(rows), now=now))
+            done = {(str(r["id"]), int(r["attempt"])) for r in marked}
+            first = {(row["request_id"], row["attempt"]): row for row in reversed(rows)}
+            if done:
+                acked = json.dumps([first[key] for key in done])
+                await self._db.execute(_LOG_ACKED_SQLITE.bindparams(acks=acked, now=now))
+        return done
 
     async def dismiss_favorite_prompt(self, request_id: str) -> None:
         await self._db.execute(

@@ -32,10 +32,10 @@ from base.errors import (
 from base.ids import canonical_id
 from delivery.close_codes import CloseCode
 from dispatch import frames
+from dispatch.acks import AckWriter
 from dispatch.booking import BookingRules, NewRequest, PreparedRequest
 from dispatch.changes import (
     ACCEPT,
-    ACK,
     CANCEL,
     COMPLETE,
     CREATE_BROADCAST,
@@ -67,6 +67,7 @@ from dispatch.metrics import (
 from dispatch.models import (
     EventKind,
     FallbackReason,
+    OfferAck,
     OfferKind,
     Phase,
     RevokeReason,
@@ -119,6 +120,7 @@ class Dispatcher:
         self.config = config
         self._owed = owed
         self._idempotency = idempotency
+        self._acks = AckWriter(requests)
         # Deadlines armed here and deadlines met here: the keeper schedules or drops them at once, from memory,
         # and tells the other processes (no database read per booking, no write at the deadline of an offer
         # already acked).
@@ -395,15 +397,14 @@ class Dispatcher:
         """A device confirms it received an offer; for the priority offer this stops the resends."""
         OFFER_ACKS.inc()
         parsed = parse_offer_id(offer)
-        if parsed is None or canonical_id(parsed[0]) is None:
+        if parsed is None or (canonical := canonical_id(parsed[0])) is None:
             raise OfferUnavailable("Unknown offer_id.")
-        request_id, attempt, kind = parsed
+        _, attempt, kind = parsed
         if kind is not OfferKind.PRIORITY:
             return
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
-        values = {"request_id": request_id, "attempt": attempt, "mechanic": mechanic_id, "workshop": workshop_id}
-        if await self.requests.commit(ACK, {**values, "now": utc_now()}) is not None:
-            self._meeting(request_id, attempt, "ack")
+        if await self._acks.write(OfferAck(canonical, attempt, mechanic_id, workshop_id)):
+            self._meeting(canonical, attempt, "ack")
 
     async def resend_or_fall_back(self, request_id: str, attempt: int) -> None:
         """The priority offer's ack is overdue: resend it, or after `offer_resends` resends fall back."""

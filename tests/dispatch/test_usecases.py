@@ -17,7 +17,7 @@ from base.tables import mechanics
 from dispatch.booking import NewRequest
 from dispatch.frames import Assigned, Offer
 from dispatch.mechanics import ProviderType
-from dispatch.models import Routing, Status
+from dispatch.models import OfferKind, Routing, Status, offer_id
 from dispatch.wording import customer_message
 
 
@@ -110,6 +110,44 @@ async def test_a_decline_by_the_favorite_falls_back_with_its_exclusion_in_one_co
     assert await _kinds(services, request.id) == ["created", "declined", "fell_back", "broadcast"]
     with pytest.raises(OfferUnavailable):
         await services.dispatcher.accept(sam.id, request.id, after.attempt)
+
+
+async def test_acks_that_arrive_together_are_written_together_each_offer_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acks are written in batches: two devices of the favorite acking one offer log one `acked` event, and acks
+    of another attempt or by a mechanic the offer was not for change nothing."""
+    sam = await services.mechanics.create("Sam", ProviderType.INDEPENDENT)
+    alex = await services.mechanics.create("Alex", ProviderType.INDEPENDENT)
+    first, second = [
+        await services.dispatcher.book(
+            _booking(str(uuid.uuid4()), routing="notify_and_wait", preferred_mechanic_id=sam.id)
+        )
+        for _ in range(2)
+    ]
+    requests = services.dispatcher.requests
+    statements = []
+    write_batch = requests.ack_all
+
+    async def counted(acks: Any) -> set[tuple[str, int]]:
+        statements.append(len(acks))
+        return await write_batch(acks)
+
+    monkeypatch.setattr(requests, "ack_all", counted)
+    await asyncio.gather(
+        services.dispatcher.ack(sam.id, offer_id(first.id, first.attempt, OfferKind.PRIORITY)),
+        services.dispatcher.ack(sam.id, offer_id(first.id, first.attempt, OfferKind.PRIORITY)),  # a second device
+        services.dispatcher.ack(alex.id, offer_id(second.id, second.attempt, OfferKind.PRIORITY)),  # not theirs
+        services.dispatcher.ack(sam.id, offer_id(second.id, second.attempt + 1, OfferKind.PRIORITY)),  # no such
+    )
+    assert sum(statements) == 4 and len(statements) < 4
+    events = await requests.events_of(first.id)
+    assert [(e.kind, e.mechanic_id) for e in events if e.kind == "acked"] == [("acked", sam.id)]
+    assert (await requests.get(first.id)).offer_acked_at is not None
+    assert "acked" not in await _kinds(services, second.id)
+    assert (await requests.get(second.id)).offer_acked_at is None
+    await services.dispatcher.ack(sam.id, offer_id(second.id, second.attempt, OfferKind.PRIORITY))
+    assert (await _kinds(services, second.id)).count("acked") == 1
 
 
 async def test_each_statement_shape_is_compiled_once(services: Services) -> None:
