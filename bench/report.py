@@ -12,15 +12,21 @@ import psutil
 from bench.fanout import FAN_OUT_ROUNDS
 from bench.phases import BOOKING_ROUNDS, HEARTBEAT_ROUNDS, STATUS_ROUNDS
 
+BOOKING_P99_RATIO = 2  # a booking's offer p99 against the bare booking server's, on PostgreSQL (issue 29)
+FALLBACK_P99_MS = 5  # fallback lateness p99 beside a million expiring keys (issue 29)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
 
 def _visibility_line(v: dict[str, Any]) -> str:
     worst = max(v["online"]["p99_ms"], v["offline"]["p99_ms"])
-    verdict = "met" if worst <= 50 else "**missed**"
     return (
         f"Presence transition on one process visible to status reads on another ({v['trials']} mechanics each "
         f"connecting, then leaving): online p50 {v['online']['p50_ms']} / p99 {v['online']['p99_ms']} / max "
         f"{v['online']['max_ms']} ms; offline p50 {v['offline']['p50_ms']} / p99 {v['offline']['p99_ms']} / max "
-        f"{v['offline']['max_ms']} ms (target p99 ≤ 50 ms: {verdict})."
+        f"{v['offline']['max_ms']} ms (target p99 ≤ 50 ms: {verdict(worst <= 50)})."
     )
 
 
@@ -32,9 +38,6 @@ def _streams_lines(streams: dict[str, Any] | None) -> list[str]:
     seen, quiet = streams["visible_on_stream"], streams["status_with_transitions"]
     per_socket_kib = streams["per_socket_kib"]
     loaded = streams["status_with_transitions_and_streams"]
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**missed**"
 
     when = f" (measured {streams['date']}, `--only streams`)" if "date" in streams else ""
     return [
@@ -63,21 +66,22 @@ def _offer_latency_lines(latency: dict[str, Any]) -> list[str]:
         "Offer latency, booking sent → priority offer on the favorite's socket: concurrent bookings on pre-opened "
         f"connections, median of {BOOKING_ROUNDS} bursts after a warm-up burst; CPU is the server process's.",
         "",
-        "| Database | favdispatch p50 / p99 (ms) | bare p50 / p99 (ms) | p99 ratio (target ≤ 3×) | "
-        "CPU ms per booking, favdispatch / bare |",
-        "|---|---|---|---|---|",
+        "| Database | favdispatch p50 / p99 (ms) | as shipped p50 / p99 (ms) | bare p50 / p99 (ms) | "
+        f"p99 ratio, favdispatch / as shipped (target ≤ {BOOKING_P99_RATIO}×) | "
+        "CPU ms per booking, favdispatch / as shipped / bare |",
+        "|---|---|---|---|---|---|",
     ]
     for database, found in latency.items():
         if "skipped" in found:
-            lines.append(f"| {database} | {found['skipped']} | | | |")
+            lines.append(f"| {database} | {found['skipped']} | | | | |")
             continue
-        ours, bare = found["ours"], found["bare"]
-        ratio = ours["p99_ms"] / bare["p99_ms"]
-        verdict = "met" if ratio <= 3 else "**missed**"
+        ours, shipped, bare = found["ours"], found["ours_as_shipped"], found["bare"]
+        ratios = [run["p99_ms"] / bare["p99_ms"] for run in (ours, shipped)]
         lines.append(
             f"| {database} ({ours['bookings']} bookings) | {ours['p50_ms']} / {ours['p99_ms']} | "
-            f"{bare['p50_ms']} / {bare['p99_ms']} | {ratio:.2f}× ({verdict}) | "
-            f"{ours['cpu_ms_per_booking']} / {bare['cpu_ms_per_booking']} |"
+            f"{shipped['p50_ms']} / {shipped['p99_ms']} | {bare['p50_ms']} / {bare['p99_ms']} | "
+            + " / ".join(f"{ratio:.2f}× ({verdict(ratio <= BOOKING_P99_RATIO)})" for ratio in ratios)
+            + f" | {ours['cpu_ms_per_booking']} / {shipped['cpu_ms_per_booking']} / {bare['cpu_ms_per_booking']} |"
         )
     return lines
 
@@ -110,7 +114,6 @@ def _cluster_lines(cluster: dict[str, Any] | None, one_fan: dict[str, Any], one_
         return [f"Redis Cluster: not measured ({cluster['skipped']}).", ""]
     fan, fl = cluster["fan_out"], cluster["fallback_lateness"]
     late = fl["million_keys"]["p99_ms"]
-    verdict = "met" if late <= 15 else "**missed**"
     return [
         f"On a {cluster['primaries']}-primary Redis Cluster (one process, same run), against one Redis:",
         "",
@@ -121,7 +124,8 @@ def _cluster_lines(cluster: dict[str, Any] | None, one_fan: dict[str, Any], one_
         f"| Fan-out p99 (ms) | {one_fan['p99_ms']} | {fan['p99_ms']} | |",
         f"| Fallback lateness p99, empty (ms) | {one_fallback['empty']['p99_ms']} | {fl['empty']['p99_ms']} | |",
         f"| Fallback lateness p99 beside {one_fallback['other_keys']:,} keys (ms) | "
-        f"{one_fallback['million_keys']['p99_ms']} | {late} | target ≤ 15 ms: {verdict} |",
+        f"{one_fallback['million_keys']['p99_ms']} | {late} | "
+        f"target ≤ {FALLBACK_P99_MS} ms: {verdict(late <= FALLBACK_P99_MS)} |",
         "",
     ]
 
@@ -251,7 +255,8 @@ def render(r: dict[str, Any]) -> str:
         f"Fallback lateness, deadline → broadcast offer on a socket, {fl['windows']} pending windows: "
         f"empty Redis p50 {fl['empty']['p50_ms']} ms / p99 {fl['empty']['p99_ms']} ms; beside {fl['other_keys']:,} "
         f"other expiring keys p50 {fl['million_keys']['p50_ms']} ms / p99 {fl['million_keys']['p99_ms']} ms "
-        f"(target p99 ≤ 15 ms with the million keys: {'met' if fl['million_keys']['p99_ms'] <= 15 else '**missed**'}).",
+        f"(target p99 ≤ {FALLBACK_P99_MS} ms with the million keys: "
+        f"{verdict(fl['million_keys']['p99_ms'] <= FALLBACK_P99_MS)}).",
         "",
         *_delivery_cost_lines(r.get("delivery_cost")),
         *_cluster_lines(r.get("cluster"), fan["ours"], fl),
