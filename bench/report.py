@@ -283,8 +283,10 @@ def render(r: dict[str, Any]) -> str:
         "verification, a cached mechanic, the presence replica): no Redis or database round trip per request.",
         "- Offer latency: the lean client writes each pre-built booking on its own pre-opened keep-alive "
         "connection; the apps' sockets ack each offer, as the real apps do (an unacked priority offer is resent), "
-        "so CPU per booking includes its ack. The bare booking server has no routing, window, event log or "
-        "exactly-once: what a booking costs above it is those.",
+        "so CPU per booking includes its ack (acks are written in batches: every ack that arrives while one batch "
+        "is written goes in the next). The bare booking server has no routing, window, event log or "
+        "exactly-once: what a booking costs above it is those. As shipped, the access log writes a line per "
+        "booking.",
         "- Delivery cost: an envelope for named mechanics goes only to the processes holding their devices (on one "
         "Redis one script reads their routes and publishes to each such process; on a cluster a pipeline reads the "
         "routes and another `SPUBLISH`es), so the offer's bytes no longer grow with "
