@@ -1,11 +1,12 @@
 """Fallback lateness: from a priority window's deadline to the broadcast offer on a mechanic's socket.
 
-    python -m bench.fallback_lateness [--requests 200] [--other-keys 1000000] [--redis-url URL]
+    python -m bench.fallback_lateness [--requests 200] [--other-keys 1000000] [--redis-url URL] [--as-shipped]
 
 Starts a server process on a private Redis (or `--redis-url`) and a temporary SQLite database, fills Redis with
 `--other-keys` keys carrying TTLs (as presence keys are), books `--requests` priority requests whose favorite
-never answers, and prints p50/p99/max lateness in milliseconds, once without and once with the other keys (on
-stderr; the figures as one JSON line on stdout, which `make bench` reads).
+never answers, and prints p50/p99/max lateness in milliseconds, once without and once with the other keys, and
+with `--as-shipped` once more beside them with the shipped log, heartbeat and TTL settings (on stderr; the figures
+as one JSON line on stdout, which `make bench` reads).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from scripts.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW_S = 3.0
+SHIPPED_HEARTBEAT_S = 10.0  # HEARTBEAT_INTERVAL_S's default, as the apps send them
 # Bookings are created at this pace. From about 450 requests on (`make bench` books 1,000), the later bookings are
 # still being made while the first windows lapse, as in service: those fallbacks queue behind them.
 CREATE_PER_S = 150
@@ -52,8 +54,10 @@ async def fill(redis: RedisClient, count: int, prefix: str) -> None:
             await pipe.execute()
 
 
-async def measure(redis_url: str, requests: int) -> list[float]:
-    """Lateness in ms of `requests` fallbacks whose deadlines are spread over about a second."""
+async def measure(redis_url: str, requests: int, *, as_shipped: bool = False) -> list[float]:
+    """Lateness in ms of `requests` fallbacks whose deadlines follow each other like their bookings. `as_shipped`:
+    log, heartbeat interval and presence TTL at their defaults (the server's log is dropped, and the measuring app
+    heartbeats as the apps do)."""
     secret = uuid.uuid4().hex
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{tmp}/bench.db"
@@ -69,11 +73,11 @@ async def measure(redis_url: str, requests: int) -> list[float]:
             "PRIORITY_WINDOW_S": str(WINDOW_S),
             "NOTIFY_WAIT_WINDOW_S": str(WINDOW_S),
             "OFFER_ACK_TIMEOUT_S": "60",
-            "LOG_LEVEL": "WARNING",
-            # The measuring client does not heartbeat: it must not be closed for silence while windows run.
-            "HEARTBEAT_INTERVAL_S": "1800",
-            "PRESENCE_TTL_S": "3600",
         }
+        if not as_shipped:
+            # The measuring app does not heartbeat then: it must not be closed for silence while windows run.
+            env |= {"LOG_LEVEL": "WARNING", "HEARTBEAT_INTERVAL_S": "1800", "PRESENCE_TTL_S": "3600"}
+        log = subprocess.DEVNULL if as_shipped else None
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -85,15 +89,17 @@ async def measure(redis_url: str, requests: int) -> list[float]:
             ],
             cwd=ROOT,
             env=env,
+            stdout=log,
+            stderr=log,
         )
         try:
-            return await _run(port, secret, requests)
+            return await _run(port, secret, requests, heartbeat_s=SHIPPED_HEARTBEAT_S if as_shipped else None)
         finally:
             server.terminate()
             server.wait()
 
 
-async def _run(port: int, secret: str, requests: int) -> list[float]:
+async def _run(port: int, secret: str, requests: int, *, heartbeat_s: float | None) -> list[float]:
     base = f"http://127.0.0.1:{port}"
     admin = {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.ADMIN)}"}
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -117,7 +123,13 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
                     if message["type"] == "offer" and message["kind"] == "broadcast":
                         arrivals.setdefault(message["request_id"], time.time())
 
+            async def beat(every_s: float) -> None:
+                while True:
+                    await asyncio.sleep(every_s)
+                    await ws.send('{"type":"heartbeat"}')
+
             reader = asyncio.create_task(read())
+            beating = asyncio.create_task(beat(heartbeat_s)) if heartbeat_s is not None else None
             deadlines: dict[str, float] = {}
             body = {
                 "session_type": "chat",
@@ -147,6 +159,8 @@ async def _run(port: int, secret: str, requests: int) -> list[float]:
             finally:
                 gc.enable()
             reader.cancel()
+            if beating is not None:
+                beating.cancel()
     missing = requests - len(arrivals)
     if missing:
         print(f"  {missing} fallbacks never arrived", file=sys.stderr)
@@ -177,6 +191,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--other-keys", type=int, default=1_000_000)
     parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--as-shipped", action="store_true", help="then once more beside the keys, as shipped")
     args = parser.parse_args()
     with ExitStack() as stack:
         url = args.redis_url or stack.enter_context(EmbeddedRedis()).url  # a Redis of its own only when none is named
@@ -188,6 +203,10 @@ async def main() -> None:
         print(f"  (filled {args.other_keys} keys with TTLs in {time.monotonic() - started:.1f}s)", file=sys.stderr)
         beside = await measure(url, args.requests)
         results["million_keys"] = summary(f"with {args.other_keys} other expiring keys", beside)
+        if args.as_shipped:
+            shipped = await measure(url, args.requests, as_shipped=True)
+            label = f"with {args.other_keys} other expiring keys, as shipped"
+            results["million_keys_as_shipped"] = summary(label, shipped)
         if args.redis_url:
             batch: list[str] = []
             async for key in redis.scan_iter(match=f"{filler}:*", count=10_000):

@@ -331,10 +331,10 @@ async def cluster_phase(workdir: str, connections: int, windows: int, other_keys
     return {"primaries": len(cluster.primaries), "fan_out": fan, "fallback_lateness": fallback}
 
 
-def fallback_lateness(redis_url: str, windows: int, other_keys: int) -> dict[str, Any]:
+def fallback_lateness(redis_url: str, windows: int, other_keys: int, *, as_shipped: bool = False) -> dict[str, Any]:
     """The fallback client runs in a process of its own: this one holds the objects of every phase before, and a
     garbage collection here while offers arrive would be counted as the server's lateness."""
     command = [sys.executable, "-m", "bench.fallback_lateness", "--requests", str(windows)]
-    command += ["--other-keys", str(other_keys), "--redis-url", redis_url]
+    command += ["--other-keys", str(other_keys), "--redis-url", redis_url, *(["--as-shipped"] if as_shipped else [])]
     finished = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
     return dict(json.loads(finished.stdout.splitlines()[-1]))
