@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from api.settings import Settings
-from tests.helpers import Harness, ServerProcess, spawn_server, start_server, stop_server
+from tests.helpers import Harness, MechanicApp, ServerProcess, spawn_server, start_server, stop_server
 
 
 async def _workshop_status(harness: Harness, workshop_id: str) -> dict[str, Any]:
@@ -142,7 +142,9 @@ async def test_notify_and_wait_for_a_workshop_delivers_when_a_member_connects(ha
     await harness.wait_for(booked["id"], status="accepted", mechanic_id=sam)
 
 
-async def test_a_members_decline_removes_only_them_until_every_member_declined(harness: Harness) -> None:
+async def _sam_declines_for_rivera(harness: Harness) -> tuple[dict[str, Any], MechanicApp, MechanicApp, MechanicApp]:
+    """Sam and Alex of Rivera Auto and an outsider, each with an app; a priority booking for Rivera Auto, offered to
+    both members, which Sam declines. The booking and the three apps."""
     sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
     outsider = await harness.create_mechanic("Outsider")
     rivera = await harness.create_workshop("Rivera Auto", sam, alex)
@@ -153,6 +155,11 @@ async def test_a_members_decline_removes_only_them_until_every_member_declined(h
     await alex_app.expect("offer", request_id=booked["id"])
     await sam_app.send({"type": "decline", "request_id": booked["id"]})
     await sam_app.expect("declined", request_id=booked["id"])
+    return booked, sam_app, alex_app, outsider_app
+
+
+async def test_a_members_decline_removes_only_them_until_every_member_declined(harness: Harness) -> None:
+    booked, sam_app, alex_app, outsider_app = await _sam_declines_for_rivera(harness)
     await asyncio.sleep(0.3)
     assert (await harness.request(booked["id"]))["phase"] == "priority"
     assert outsider_app.count("offer") == 0
@@ -168,15 +175,7 @@ async def test_a_members_decline_removes_only_them_until_every_member_declined(h
 
 async def test_a_members_decline_still_holds_when_the_window_lapses(harness: Harness) -> None:
     """The broadcast after the deadline reaches everyone but the members who declined during the window."""
-    sam, alex = await harness.create_mechanic("Sam"), await harness.create_mechanic("Alex")
-    outsider = await harness.create_mechanic("Outsider")
-    rivera = await harness.create_workshop("Rivera Auto", sam, alex)
-    sam_app, alex_app = await harness.connect(sam), await harness.connect(alex)
-    outsider_app = await harness.connect(outsider)
-    booked = await harness.book(routing="priority", preferred_workshop_id=rivera)
-    await sam_app.expect("offer", request_id=booked["id"])
-    await sam_app.send({"type": "decline", "request_id": booked["id"]})
-    await sam_app.expect("declined", request_id=booked["id"])
+    booked, sam_app, alex_app, outsider_app = await _sam_declines_for_rivera(harness)
     await outsider_app.expect("offer", request_id=booked["id"], kind="broadcast", timeout=5)
     await alex_app.expect("offer", request_id=booked["id"], kind="broadcast")
     await asyncio.sleep(0.2)
