@@ -60,7 +60,8 @@ class App(Starlette):
     customers' favorites stream (each lives for hours, and each layer above the endpoint, the error middleware and
     the router, would keep a coroutine frame per connection) and the status poll (those layers cost as much as its
     answer). Every other endpoint of a path without parameters (a booking among them) is found by its method and
-    path and served past the middleware too; the router serves the rest (and answers 404 and 405)."""
+    path and served past the middleware too; the router serves the rest (and answers 404 and 405). A middleware
+    added here would see none of these."""
 
     def __init__(self, socket: Callable[..., Awaitable[None]], **options: Any) -> None:
         super().__init__(**options)
