@@ -63,10 +63,9 @@ _SETTLE = {
         " WHERE session_requests.id = done.id AND session_requests.owed_at = done.at"
     ),
 }
-# Acks of priority offers in a batch (`dispatch/acks.py`): each marks its offer acked when it is for this attempt,
-# still open, from the favorite or a member of the favorite workshop, and not yet acked, and logs an `acked` event
-# for each offer it marked. `:acks` is a JSON array of
-# {request_id, attempt, mechanic, workshop}.
+# Acks of priority offers in a batch (`dispatch/acks.py`), `:acks` a JSON array of {request_id, attempt, mechanic,
+# workshop}: each marks its offer acked when it is for this attempt, still open, from the favorite or a member of
+# the favorite workshop, and not yet acked, and an `acked` event is logged for each offer marked.
 _ACKED_WHEN = (
     "session_requests.id = acks.request_id AND session_requests.attempt = acks.attempt"
     f" AND session_requests.status = '{Status.PENDING.value}' AND session_requests.phase = '{Phase.PRIORITY.value}'"
