@@ -39,8 +39,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.auth import Role, mint_token
+from bench.collector import settle_garbage
 from bench.phases import http_load
-from bench.servers import TUNED, Ours, pct, prepare_ours, settle_garbage
+from bench.servers import TUNED, Ours, pct, prepare_ours
 from bench.visibility import transitions
 from scripts.embedded_redis import EmbeddedRedis
 from scripts.processes import PROJECT_ROOT, ServerProcess, spawn_python, wait_ready

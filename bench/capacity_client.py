@@ -15,13 +15,10 @@ other than `heartbeat_ack` are parsed as JSON, so that one process holds 15,000 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import json
 import random
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -29,6 +26,8 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
+
+from bench.collector import settle_garbage, uncollected
 
 HEARTBEAT = b'{"type":"heartbeat"}'
 HEARTBEAT_ACK = b'{"type":"heartbeat_ack"}'
@@ -92,17 +91,6 @@ class Mechanic(asyncio.Protocol):
             self.opened.set_exception(exc or ConnectionError("closed before the welcome"))
 
 
-@contextlib.contextmanager
-def _uncollected() -> Iterator[None]:
-    """No collection of this client's while it times the server (a bounded run: what it allocates meanwhile is
-    freed by reference counting, or at the next collection after)."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 class Phase:
     def __init__(self, url: str, source: str, tokens: list[str], interval_s: float) -> None:
         self.url, self.source, self.tokens, self.interval_s = url, source, tokens, interval_s
@@ -145,20 +133,19 @@ class Phase:
         # The sockets live as long as the run: frozen, no full collection of this process traverses them again. A
         # pass over 12,000 sockets' objects stopped this client for up to 1.8 s (timed with `gc.callbacks`), and
         # the acks and offers that arrived meanwhile were counted as the server's latency.
-        gc.collect()
-        gc.freeze()
+        settle_garbage()
         return {"open": len(self.open), "failed": failed, "lost": self.lost, "seconds": time.perf_counter() - started}
 
     async def measure(self, seconds: float) -> dict[str, object]:
         self._acks = []
-        with _uncollected():
+        with uncollected():
             await asyncio.sleep(seconds)
         acks, self._acks = self._acks, None
         return {"acks_ms": acks, "lost": self.lost}
 
     async def arrivals(self, request_id: str, seconds: float) -> dict[str, object]:
         deadline = time.monotonic() + seconds
-        with _uncollected():
+        with uncollected():
             while len(self._arrivals.get(request_id, [])) < len(self.open) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
         times = self._arrivals.pop(request_id, [])

@@ -25,7 +25,8 @@ from bench.clients import (
     connect_many,
     connect_receivers,
 )
-from bench.servers import Ours, Server, bare_urls, pct, running, servers_idle, settle_garbage, spawn
+from bench.collector import settle_garbage
+from bench.servers import Ours, Server, bare_urls, pct, running, servers_idle, spawn
 
 OFFER_FRAME = json.dumps(
     {

@@ -30,6 +30,7 @@ from bench.clients import (
     close_many,
     connect_many,
 )
+from bench.collector import settle_garbage
 from bench.fanout import fan_out_alone
 from bench.servers import (
     ROOT,
@@ -39,7 +40,6 @@ from bench.servers import (
     prepare_ours,
     running,
     servers_idle,
-    settle_garbage,
     socketio_urls,
     spawn,
 )

@@ -303,12 +303,10 @@ def render(r: dict[str, Any]) -> str:
         "- Favorites streams: one process holds the streams, the mechanics' apps and the status poll; the clients "
         "(the streams' reader, the apps, wrk) share its two cores. An online transition is on the stream before "
         "the app has its welcome; an offline one waits for the release's Redis round trip and the event loop. "
-        "The offline tail is the garbage collector: timed with `gc.callbacks`, the server's full passes took up to "
-        "750 ms with 10,000 streams open, every few seconds while streams opened and apps came and went. Three of "
-        "the cyclic garbage's sources are gone (a `TimeoutError` per keepalive, the favorites query rebuilt per "
-        "read, `databases`' column maps rebuilt per query): 14 full passes instead of 22, the longest 520 ms. What "
-        "remains is uvicorn's protocol objects of closed connections and the cost of a pass over every live "
-        "object: fewer objects per stream, or the collector's thresholds, are next.",
+        "The client holding the streams freezes them and runs no collection while it times the transitions: its "
+        "own full passes took 200–360 ms here (timed with `gc.callbacks`) and were counted as the server's "
+        "latency before. The offline tail that remains (p99 55–117 ms in three runs after that change) is not "
+        "yet explained: in a run timed the same way the server's full passes took at most 60 ms.",
         "- The python-socketio peer routes every emit, heartbeat answers included, through its Redis manager; under "
         "this load it logged `Cannot publish to redis... retrying`, which is part of what it costs.",
         "",

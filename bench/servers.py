@@ -4,7 +4,6 @@ on a free loopback port, and waiting for them to be idle."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import subprocess
 import sys
@@ -26,17 +25,6 @@ from base.tables import mechanics
 from scripts.processes import ServerProcess, spawn_python, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def settle_garbage() -> None:
-    """Collect what earlier phases left in this process and freeze the survivors, before a phase timed here.
-
-    This process holds thousands of clients' objects by then: a full collection landing inside a timed trial
-    (1.5 s once, after 5,000 clients closed) would be counted as the server's latency. Frozen objects are never
-    traversed again.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 IDLE_SAMPLE_S = 0.25
