@@ -115,7 +115,8 @@ async def serve_directly(
     handler: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive, send: Send
 ) -> None:
     """An endpoint served past Starlette's middleware and router, its errors answered as the handlers answer
-    them: on a booking those layers cost a tenth of the server's CPU, and they add nothing here."""
+    them: on a booking those layers and their send wrappers cost 6 to 10% of the server's CPU (py-spy), and they
+    add nothing here."""
     request = Request(scope, receive)
     try:
         response = await handler(request)

@@ -42,7 +42,7 @@ WORKER_HEALTHCHECK_S = 30
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
-    """The uvicorn settings every entry point shares (the Procfile spells the same ones as flags)."""
+    """The uvicorn settings every entry point shares (`make run` and the Procfile both start through here)."""
     return {
         "http": "delivery.uvicorn_protocols:HttpProtocol",
         "ws": "delivery.uvicorn_protocols:WebSocketProtocol",
