@@ -30,6 +30,9 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from base.redis_client import RedisClient
@@ -203,8 +206,7 @@ class Bus:
                 finally:
                     await _close_bounded(pubsub)
         finally:
-            if client is not self._redis:
-                await _close_bounded(client)
+            await _close_bounded(client)
 
     async def _receive(self, pubsub: PubSub) -> None:
         async for message in pubsub.listen():
@@ -216,12 +218,18 @@ class Bus:
                 raise RedisError(f"{message['channel']} moved to another node")
 
     def _client_for(self, node: str) -> Redis:
-        """The one Redis, or a client of its own for one cluster node, connected as the cluster client is."""
-        if not isinstance(self._redis, RedisCluster):
-            return self._redis
-        host, _, port = node.rpartition(":")
-        cluster_node = ClusterNode(host, int(port), **self._redis.nodes_manager.connection_kwargs)
-        pool = ConnectionPool(connection_class=cluster_node.connection_class, **cluster_node.connection_kwargs)
+        """A client of its own for one node's pub/sub connection ("": the one Redis), connected as the shared
+        client is but never retrying out of sight: redis-py would reconnect and subscribe again by itself, and
+        what was published during the gap would be lost with no hook run to repair it."""
+        connection_class: type[AbstractConnection]
+        if isinstance(self._redis, RedisCluster):
+            host, _, port = node.rpartition(":")
+            cluster_node = ClusterNode(host, int(port), **self._redis.nodes_manager.connection_kwargs)
+            connection_class, kwargs = cluster_node.connection_class, cluster_node.connection_kwargs
+        else:
+            connection_class = self._redis.connection_pool.connection_class
+            kwargs = self._redis.connection_pool.connection_kwargs
+        pool = ConnectionPool(connection_class=connection_class, **{**kwargs, "retry": Retry(NoBackoff(), 0)})
         return Redis(connection_pool=pool)
 
     async def _deliver(self, channel: str, data: str) -> None:

@@ -22,6 +22,18 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
     to_holders_of: str | None = None
     release: bool = False
     close_code: int | None = None
+    origin: str | None = None  # the publishing process, which delivered it to its own sockets itself
+
+
+def delivers_once(envelope: Envelope) -> bool:
+    """Whether delivering the envelope to a socket again changes nothing: an offer at its version, a release, a
+    close. Those a process hands its own sockets before publishing (a failed publish is retried, and the retry
+    finds them delivered)."""
+    if envelope.close_code is not None:
+        return True
+    if envelope.to_holders_of is not None:
+        return envelope.release
+    return envelope.topic is not None and envelope.version is not None and not envelope.repeat
 
 
 encode_envelope = msgspec.json.Encoder().encode

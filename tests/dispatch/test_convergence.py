@@ -114,6 +114,42 @@ async def test_a_fallback_while_redis_is_down_is_broadcast_once_it_is_back(
         assert kinds.count("fell_back") == 1 and kinds.count("accepted") == 1
 
 
+async def test_a_decline_while_redis_is_down_reaches_its_own_process_at_once_and_the_others_once_it_is_back(
+    own_settings: Settings, private_redis: EmbeddedRedis
+) -> None:
+    """A process writes its own sockets' frames itself, so they do not wait for Redis: the broadcast after the
+    favorite's decline is on the socket beside theirs while Redis is dead, and on another process's socket once it
+    is back. Each gets it once, though the retried delivery publishes it again, and it is accepted once."""
+    async with start_server(own_settings) as harness:
+        other = await spawn_server(own_settings)
+        try:
+            sam = await harness.create_mechanic("Sam")
+            alex = await harness.create_mechanic("Alex")
+            bo = await harness.create_mechanic("Bo")
+            sam_app = await harness.connect(sam)
+            alex_app = await harness.connect(alex)
+            bo_app = await harness.connect(bo, ws_url=other.ws_url)
+            booked = await harness.book(routing="priority", preferred_mechanic_id=sam)
+            await sam_app.expect("offer", request_id=booked["id"], kind="priority")
+            private_redis.kill()
+            await sam_app.send({"type": "decline", "request_id": booked["id"]})
+            await alex_app.expect("offer", request_id=booked["id"], kind="broadcast", timeout=3)
+            assert bo_app.count("offer", request_id=booked["id"]) == 0
+            await _restart_after(private_redis, 0.5)
+            await bo_app.expect("offer", request_id=booked["id"], kind="broadcast", timeout=CONVERGES_WITHIN_S)
+            await bo_app.send({"type": "accept", "request_id": booked["id"]})
+            await bo_app.expect("accepted", request_id=booked["id"])
+            revoked = await alex_app.expect("offer_revoked", request_id=booked["id"], timeout=CONVERGES_WITHIN_S)
+            assert revoked["reason"] == "taken"
+            assert alex_app.count("offer", request_id=booked["id"]) == 1
+            assert bo_app.count("offer", request_id=booked["id"]) == 1
+            assert sam_app.count("offer", request_id=booked["id"], kind="broadcast") == 0
+            kinds = [e["kind"] for e in await harness.events(booked["id"])]
+            assert kinds.count("fell_back") == 1 and kinds.count("accepted") == 1
+        finally:
+            stop_server(other)
+
+
 async def test_a_delivered_change_is_settled_and_never_delivered_again(harness: Harness, settings: Settings) -> None:
     """The normal path: a booking and an accept are published at once, and their marks cleared in the next batch
     (a mark left behind would be re-delivered by every process after the grace period)."""
