@@ -35,6 +35,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.ddl import DDLElement
 
 from base.sql import Prepared
+from base.sqlite_checkpoints import WalCheckpointer
 from base.versions import require
 
 # What would let this module go: `databases` keeping each statement's compiled form itself (it compiles every
@@ -337,13 +338,14 @@ class _ReusingSQLitePool(SQLitePool):
     SQLite takes one writer at a time anyway: handing the one connection to one task at a time queues writers in
     the event loop rather than in SQLite's busy handler, which sleeps. `synchronous=NORMAL` under WAL is safe
     against a crash of the process and saves an fsync per commit (SQLite is for development and demos;
-    production runs on PostgreSQL).
+    production runs on PostgreSQL). Its commits leave the log's checkpoints to a `WalCheckpointer`.
     """
 
     def __init__(self, url: DatabaseURL, **options: Any) -> None:
         super().__init__(url, **options)
         self._connection: aiosqlite.Connection | None = None
         self._turn = asyncio.Lock()
+        self._checkpointer = WalCheckpointer(self._database, self._options)
 
     async def acquire(self) -> aiosqlite.Connection:
         await self._turn.acquire()
@@ -351,12 +353,15 @@ class _ReusingSQLitePool(SQLitePool):
             self._connection = await super().acquire()
             await self._connection.execute_fetchall("PRAGMA busy_timeout=5000")  # first: it covers the next one
             await self._connection.execute_fetchall("PRAGMA synchronous=NORMAL")
+            await WalCheckpointer.hand_over(self._connection)
+            self._checkpointer.start()
         return self._connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
         self._turn.release()
 
     async def close(self) -> None:
+        await self._checkpointer.stop()
         if self._connection is not None:
             await super().release(self._connection)
             self._connection = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,5 +94,24 @@ async def test_a_write_then_its_rows_is_one_transaction_whatever_ends_it(tmp_pat
             await database.write_then(Prepared(bump, {"id": 1}), logged)
         n, logs = await counts()
         assert logs == n
+    finally:
+        await database.disconnect()
+
+
+async def test_the_write_ahead_log_is_checkpointed_beside_the_commits_not_inside_them(tmp_path: object) -> None:
+    """The server's connection leaves checkpoints to the checkpointer (a commit that copied the log back was the
+    slowest write of all), and the log still reaches the database file while that connection stays open."""
+    path = Path(f"{tmp_path}/wal.db")
+    database = open_database(f"sqlite:///{path}")
+    await database.connect()
+    try:
+        await database.execute("PRAGMA journal_mode=WAL")
+        assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 0
+        await database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        for i in range(40):  # 40 commits of 100 KiB: 1,000 pages, where a commit would have checkpointed
+            await database.execute(sa.text("INSERT INTO t (id, body) VALUES (:i, randomblob(102400))").bindparams(i=i))
+        async with asyncio.timeout(10):
+            while (await asyncio.to_thread(path.stat)).st_size < 40 * 102400:
+                await asyncio.sleep(0.05)
     finally:
         await database.disconnect()
