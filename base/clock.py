@@ -15,6 +15,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def to_whole_ms(value: datetime) -> datetime:
+    """A time the API can state exactly (`iso` keeps milliseconds): a deadline kept to the microsecond would
+    fall due up to a millisecond after the one the apps were told."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 

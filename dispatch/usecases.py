@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from base.clock import utc_now
+from base.clock import to_whole_ms, utc_now
 from base.errors import (
     NotYourRequest,
     OfferUnavailable,
@@ -203,7 +203,7 @@ class Dispatcher:
             "routing": routing.value,
             "provider_type": prepared.provider_type.value if prepared.provider_type else None,
             "phase": (Phase.PRIORITY if is_priority else Phase.BROADCAST).value,
-            "priority_deadline": now + timedelta(seconds=window_s) if is_priority else None,
+            "priority_deadline": to_whole_ms(now + timedelta(seconds=window_s)) if is_priority else None,
             "arm": prepared.arm.value,
             "checkout_session_id": checkout_session_id,
             "priority_notified_at": now if offered_now else None,
