@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 
 from api.runtime import Services, open_services
 from api.settings import Settings
+from base.clock import iso
 from base.errors import InvalidInput, NotYourRequest, OfferUnavailable
 from base.tables import mechanics
 from dispatch.booking import NewRequest
@@ -77,6 +79,18 @@ async def test_a_priority_booking_for_an_offline_favorite_is_notify_and_wait(ser
     )
     assert request.routing is Routing.NOTIFY_AND_WAIT and request.priority_notified_at is None
     assert "offline" in customer_message(request, {sam.id: "Sam"})
+
+
+async def test_a_window_falls_due_at_the_millisecond_the_api_states(services: Services) -> None:
+    """`priority_deadline` and the offer's `expires_at` carry milliseconds: the deadline kept is exactly that one,
+    stored and read back, not a later microsecond."""
+    sam = await services.mechanics.create("Sam", ProviderType.INDEPENDENT)
+    request = await services.dispatcher.book(
+        _booking(str(uuid.uuid4()), routing="priority", preferred_mechanic_id=sam.id)
+    )
+    stored = await services.dispatcher.requests.get(request.id)
+    assert stored.priority_deadline is not None
+    assert stored.priority_deadline == datetime.fromisoformat(str(iso(stored.priority_deadline)))
 
 
 async def test_greeting_tells_a_device_its_sessions_and_the_offers_open_to_it(services: Services) -> None:
