@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -23,7 +24,10 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
@@ -113,58 +117,101 @@ async def _run(port: int, secret: str, requests: int, *, heartbeat_s: float | No
         favorite = (await http.post("/api/admin/mechanics", json={"name": "Away"}, headers=admin)).json()["id"]
         helper = (await http.post("/api/admin/mechanics", json={"name": "Helper"}, headers=admin)).json()["id"]
         token = mint_token(secret, sub=helper, role=Role.MECHANIC)
-        arrivals: dict[str, float] = {}
-        async with connect(f"ws://127.0.0.1:{port}/ws/mechanic?token={token}", compression=None) as ws:
-            await ws.recv()
-
-            async def read() -> None:
-                async for frame in ws:
-                    message = json.loads(frame)
-                    if message["type"] == "offer" and message["kind"] == "broadcast":
-                        arrivals.setdefault(message["request_id"], time.time())
-
-            async def beat(every_s: float) -> None:
-                while True:
-                    await asyncio.sleep(every_s)
-                    await ws.send('{"type":"heartbeat"}')
-
-            reader = asyncio.create_task(read())
-            beating = asyncio.create_task(beat(heartbeat_s)) if heartbeat_s is not None else None
-            deadlines: dict[str, float] = {}
-            body = {
-                "session_type": "chat",
-                "plan_code": "quick",
-                "routing": "notify_and_wait",  # the favorite is offline: they are notified, and the window runs
-                "preferred_mechanic_id": favorite,
-            }
-            # Each booking by a customer of its own: a customer holds one open request per favorite.
-            customers = [
-                {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}"}
-                for _ in range(requests)
-            ]
-            # A full collection in this client while offers arrive (tens of milliseconds with the objects above)
-            # would be counted as the server's lateness: none runs while measuring (a bounded run).
-            gc.collect()
-            gc.disable()
-            try:
-                for customer in customers:  # the deadlines follow each other like the creations
-                    response = await http.post("/api/session-requests", json=body, headers=customer)
-                    response.raise_for_status()
-                    created = response.json()
-                    deadlines[created["id"]] = datetime.fromisoformat(created["priority_deadline"]).timestamp()
-                    await asyncio.sleep(1.0 / CREATE_PER_S)
-                end = max(deadlines.values()) + 10
-                while len(arrivals) < requests and time.time() < end:
-                    await asyncio.sleep(0.1)
-            finally:
-                gc.enable()
-            reader.cancel()
-            if beating is not None:
-                beating.cancel()
+        app = _App.start(f"ws://127.0.0.1:{port}/ws/mechanic?token={token}", heartbeat_s)
+        try:
+            deadlines = await _book(http, secret, favorite, requests, app)
+            end = max(deadlines.values()) + 10
+            while len(app.arrivals) < requests and time.time() < end:
+                await asyncio.sleep(0.1)
+                app.take()
+        finally:
+            app.stop()
+    arrivals = app.arrivals
     missing = requests - len(arrivals)
     if missing:
         print(f"  {missing} fallbacks never arrived", file=sys.stderr)
     return [(arrivals[r] - deadlines[r]) * 1000 for r in arrivals]
+
+
+async def _book(http: httpx.AsyncClient, secret: str, favorite: str, requests: int, app: _App) -> dict[str, float]:
+    """Book `requests` priority requests at `CREATE_PER_S` a second; each one's deadline (epoch seconds)."""
+    body = {
+        "session_type": "chat",
+        "plan_code": "quick",
+        "routing": "notify_and_wait",  # the favorite is offline: they are notified, and the window runs
+        "preferred_mechanic_id": favorite,
+    }
+    # Each booking by a customer of its own: a customer holds one open request per favorite.
+    customers = [
+        {"Authorization": f"Bearer {mint_token(secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}"}
+        for _ in range(requests)
+    ]
+    deadlines: dict[str, float] = {}
+    for customer in customers:  # the deadlines follow each other like the creations
+        response = await http.post("/api/session-requests", json=body, headers=customer)
+        response.raise_for_status()
+        created = response.json()
+        deadlines[created["id"]] = datetime.fromisoformat(created["priority_deadline"]).timestamp()
+        app.take()
+        await asyncio.sleep(1.0 / CREATE_PER_S)
+    return deadlines
+
+
+@dataclass
+class _App:
+    """The mechanic's app that the broadcasts reach, in a process of its own: the bookings this process makes
+    meanwhile (a millisecond or two of its CPU each) would otherwise delay reading them, and count as the
+    server's lateness."""
+
+    process: BaseProcess
+    pipe: Connection
+    arrivals: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, url: str, heartbeat_s: float | None) -> _App:
+        ours, theirs = multiprocessing.get_context("spawn").Pipe()
+        process = multiprocessing.get_context("spawn").Process(target=_app, args=(url, heartbeat_s, theirs))
+        process.start()
+        if not ours.poll(30) or ours.recv() != "ready":
+            process.kill()
+            raise RuntimeError("the measuring app did not connect")
+        return cls(process, ours)
+
+    def take(self) -> None:
+        """The arrivals reported so far."""
+        while self.pipe.poll():
+            request_id, at = self.pipe.recv()
+            self.arrivals.setdefault(request_id, at)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join()
+
+
+def _app(url: str, heartbeat_s: float | None, pipe: Connection) -> None:
+    asyncio.run(_app_reading(url, heartbeat_s, pipe))
+
+
+async def _app_reading(url: str, heartbeat_s: float | None, pipe: Connection) -> None:
+    """Report each broadcast offer's arrival; heartbeat every `heartbeat_s` (None: never, as the benchmarks'
+    settings let it). Nothing here is long-lived: no collection runs while it reads."""
+    gc.disable()
+    async with connect(url, compression=None) as ws:
+        await ws.recv()
+
+        async def beat(every_s: float) -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                await ws.send('{"type":"heartbeat"}')
+
+        beating = asyncio.create_task(beat(heartbeat_s)) if heartbeat_s is not None else None
+        pipe.send("ready")
+        async for frame in ws:
+            message = json.loads(frame)
+            if message["type"] == "offer" and message["kind"] == "broadcast":
+                pipe.send((message["request_id"], time.time()))
+        if beating is not None:
+            beating.cancel()
 
 
 def summary(label: str, lateness: list[float]) -> dict[str, float]:
