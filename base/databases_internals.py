@@ -182,25 +182,22 @@ class _CachingSQLiteConnection(SQLiteConnection):
         self, first: ClauseElement, then: Callable[[Record], Sequence[ClauseElement]]
     ) -> Record | None:
         """`first`, which returns one row or none, then the statements `then` makes from that row, in one
-        transaction of two trips to the connection's thread where `databases` makes four or more (`BEGIN`, each
-        statement, `COMMIT`): `BEGIN` and `first` in the first (which ends the transaction when nothing matched),
-        the rest and `COMMIT` in the second."""
+        transaction and one trip to the connection's thread, where `databases` makes four or more (`BEGIN`, each
+        statement, `COMMIT`): each trip waits for the thread to wake and for the event loop to let its result in,
+        and a fallback's commit was two of the five waits between its deadline and its broadcast. `then` runs in
+        that thread. A caller cancelled meanwhile leaves the transaction to finish there, whole or not at all."""
         connection = self._connection
         assert connection is not None, "Connection is not acquired"
         in_thread: Any = connection._execute  # aiosqlite's own queue to its thread (untyped)
-        try:
-            statement = self._statement(first)
-            rows, description = await in_thread(_begin_and_fetch, connection._conn, statement)
-            if not rows:
-                return None
-            record = self._records(statement, rows, description)[0]
-            rest = [self._statement(query) for query in then(record)]
-            await in_thread(_run_and_commit, connection._conn, rest)
-        except BaseException:
-            # Queued behind whatever this call left in the thread's queue (a cancelled trip still runs there).
-            await in_thread(_roll_back_if_open, connection._conn)
-            raise
-        return record
+        statement = self._statement(first)
+        written: list[Record] = []
+
+        def rest(rows: list[Any], description: Any) -> list[_Statement]:
+            written.append(self._records(statement, rows, description)[0])
+            return [self._statement(query) for query in then(written[0])]
+
+        await in_thread(_write_then, connection._conn, statement, rest)
+        return written[0] if written else None
 
     def _statement(self, query: ClauseElement) -> _Statement:
         hit = self._statements.arguments(query, self._compile_new)
@@ -287,26 +284,23 @@ class _Statement:
     column_maps: Any
 
 
-def _begin_and_fetch(connection: sqlite3.Connection, statement: _Statement) -> tuple[list[Any], Any]:
-    """In the connection's thread: open a transaction and run its first statement; end it if nothing matched."""
+def _write_then(
+    connection: sqlite3.Connection, first: _Statement, rest: Callable[[list[Any], Any], list[_Statement]]
+) -> None:
+    """In the connection's thread: `first` and, if it returned rows, the statements `rest` makes from them, in one
+    transaction; rolled back on any failure."""
     connection.execute("BEGIN")
-    cursor = connection.execute(statement.sql, statement.args)
-    rows = cursor.fetchall()
-    if not rows:
-        connection.execute("ROLLBACK")
-    return rows, cursor.description
-
-
-def _run_and_commit(connection: sqlite3.Connection, statements: list[_Statement]) -> None:
-    """In the connection's thread: the transaction's other statements, then `COMMIT`."""
-    for statement in statements:
-        connection.execute(statement.sql, statement.args).fetchall()
-    connection.execute("COMMIT")
-
-
-def _roll_back_if_open(connection: sqlite3.Connection) -> None:
-    if connection.in_transaction:
-        connection.execute("ROLLBACK")
+    try:
+        cursor = connection.execute(first.sql, first.args)
+        rows = cursor.fetchall()
+        if rows:
+            for statement in rest(rows, cursor.description):
+                connection.execute(statement.sql, statement.args).fetchall()
+        connection.execute("COMMIT" if rows else "ROLLBACK")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 class _OneTripSQLiteTransaction(SQLiteTransaction):
@@ -398,7 +392,7 @@ class AppDatabase(Database):
         self, first: ClauseElement, then: Callable[[interfaces.Record], Sequence[ClauseElement]]
     ) -> interfaces.Record | None:
         """In one transaction: `first`, which returns one row or none, and if it returned one, the statements
-        `then` makes from it; that row. On SQLite outside a transaction, two trips to the connection's thread (see
+        `then` makes from it; that row. On SQLite outside a transaction, one trip to the connection's thread (see
         `_CachingSQLiteConnection.write_then`); otherwise the statements in a transaction (a savepoint when one is
         open already)."""
         connection = self.connection()

@@ -56,8 +56,9 @@ async def test_a_prepared_statement_is_compiled_once_and_takes_each_calls_values
 
 
 async def test_a_write_then_its_rows_is_one_transaction_whatever_ends_it(tmp_path: object) -> None:
-    """`AppDatabase.write_then` on SQLite (two trips to aiosqlite's thread): the second part sees the first's row,
-    a failure or a cancellation between the parts undoes the first, and the connection is left usable."""
+    """`AppDatabase.write_then` on SQLite (one trip to aiosqlite's thread): the second part sees the first's row,
+    a failure between the parts undoes the first, a cancelled caller leaves all of it or none, and the connection
+    is left usable."""
     database = open_database(f"sqlite:///{tmp_path}/internals.db")
     await database.connect()
     try:
