@@ -336,14 +336,23 @@ class Dispatcher:
         workshop_id = await self._mechanics.workshop_of(mechanic_id)
         for request in await self.requests.offerable_to(mechanic_id, workshop_id, GREETING_LIMIT):
             if request.phase is Phase.PRIORITY:
-                if request.priority_notified_at is None and (marked := await self._mark_offered(request)):
-                    self._owed.delivered(marked)  # this greeting is its delivery
-                    request = marked
+                if request.priority_notified_at is None:
+                    if marked := await self._mark_offered(request):
+                        self._owed.delivered(marked)  # this greeting is its delivery
+                        request = marked
+                    elif not await self._still_priority(request):
+                        continue  # it fell back since it was read: its broadcast reaches this device, registered
                 frame = offer_frame(request, OfferKind.PRIORITY, await self._workshop_named(request))
             else:
                 frame = offer_frame(request, OfferKind.BROADCAST)
             greetings.append(Greeting(frame, topic=request.id, version=request.attempt))
         return greetings
+
+    async def _still_priority(self, request: SessionRequest) -> bool:
+        """Whether a request whose mark as offered was refused is still in that priority phase: another process
+        marked it first (its offer stands), or it left the phase (an offer at that attempt would be stale)."""
+        now = await self.requests.get(request.id)
+        return now.phase is Phase.PRIORITY and now.attempt == request.attempt and now.status is Status.PENDING
 
     async def converge(self, mechanic_id: str, held: Iterable[str]) -> list[Greeting]:
         """What a connected device that may have missed frames is sent (pub/sub was away, its presence lapsed):

@@ -19,7 +19,7 @@ from base.tables import mechanics
 from dispatch.booking import NewRequest
 from dispatch.frames import Assigned, Offer
 from dispatch.mechanics import ProviderType
-from dispatch.models import OfferKind, Routing, Status, offer_id
+from dispatch.models import FallbackReason, OfferKind, Routing, Status, offer_id
 from dispatch.wording import customer_message
 
 
@@ -110,6 +110,42 @@ async def test_greeting_tells_a_device_its_sessions_and_the_offers_open_to_it(se
     assert (await services.dispatcher.requests.get(waiting.id)).priority_notified_at is not None
     await services.dispatcher.greet(sam.id)
     assert (await _kinds(services, waiting.id)).count("offered") == 1
+
+
+async def test_a_greeting_whose_offer_fell_back_since_it_was_read_sends_no_stale_priority_offer(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window lapses between the greeting's read and its marking the offer sent: the device gets no priority
+    offer at the old attempt (the fallback's broadcast reaches it); one marked first by another process stands."""
+    sam = await services.mechanics.create("Sam", ProviderType.INDEPENDENT)
+    customer = str(uuid.uuid4())
+    lapsing = await services.dispatcher.book(
+        _booking(customer, routing="notify_and_wait", preferred_mechanic_id=sam.id)
+    )
+    read = services.dispatcher.requests.offerable_to
+
+    async def read_then_lapse(*args: Any) -> Any:
+        found = await read(*args)
+        await services.dispatcher.fall_back(lapsing.id, lapsing.attempt, FallbackReason.MISSED_ACKS)
+        return found
+
+    monkeypatch.setattr(services.dispatcher.requests, "offerable_to", read_then_lapse)
+    assert [g.frame for g in await services.dispatcher.greet(sam.id) if isinstance(g.frame, Offer)] == []
+    monkeypatch.undo()
+
+    marked_elsewhere = await services.dispatcher.book(
+        _booking(str(uuid.uuid4()), routing="notify_and_wait", preferred_mechanic_id=sam.id)
+    )
+
+    async def read_then_mark(*args: Any) -> Any:
+        found = await read(*args)
+        monkeypatch.undo()
+        await services.dispatcher.greet(sam.id)  # another device of Sam's, greeted first
+        return found
+
+    monkeypatch.setattr(services.dispatcher.requests, "offerable_to", read_then_mark)
+    offers = [g.frame for g in await services.dispatcher.greet(sam.id) if isinstance(g.frame, Offer)]
+    assert {(o.request_id, o.kind) for o in offers} == {(lapsing.id, "broadcast"), (marked_elsewhere.id, "priority")}
 
 
 async def test_a_decline_by_the_favorite_falls_back_with_its_exclusion_in_one_commit(services: Services) -> None:
