@@ -300,6 +300,12 @@ def render(r: dict[str, Any]) -> str:
         "the processes; what still grows is the keeper's note of each new deadline, which every process hears by "
         "design (any of them can close the window if the one that armed it dies). Routing costs two more Redis "
         "commands per offer (the script and its read), executed inside one round trip.",
+        "- Fallback lateness: one server process; the bookings are made at 150 a second, so that the later ones "
+        "are still being made while the first windows lapse, and the app that times the broadcasts reads them in a "
+        "process of its own (its arrival times are not held up by the bookings' client). From the deadline: the "
+        "keeper's timer, the fallback's commit in one trip to SQLite's thread, and the broadcast written to this "
+        "process's own sockets before it is published for the others. SQLite's log is checkpointed beside the "
+        "commits, not inside them (a commit that checkpointed took 4–8 ms and made most of the tail before).",
         "- Favorites streams: one process holds the streams, the mechanics' apps and the status poll; the clients "
         "(the streams' reader, the apps, wrk) share its two cores. An online transition is on the stream before "
         "the app has its welcome; an offline one waits for the release's Redis round trip and the event loop. "
