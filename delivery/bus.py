@@ -88,11 +88,13 @@ class Bus:
     def on_reconnect(self, hook: ReconnectHook) -> None:
         self._reconnect_hooks.append(hook)
 
-    async def publish(self, channel: str, message: str | bytes) -> None:
+    async def publish(self, channel: str, message: str | bytes) -> int:
+        """How many connections were subscribed to hear it (on a cluster: on the channel's shard)."""
         if isinstance(self._redis, RedisCluster):
-            await self._redis.spublish(channel, message)
+            heard: int = await self._redis.spublish(channel, message)
         else:
-            await self._redis.publish(channel, message)
+            heard = await self._redis.publish(channel, message)
+        return heard
 
     async def run(self) -> None:
         """Listen forever, following the cluster's topology; a handler's failure is logged and never stops it."""

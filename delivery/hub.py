@@ -141,6 +141,7 @@ class Hub:
         self.process_id = uuid.uuid4().hex[:12]
         self._by_owner: dict[str, set[Connection]] = defaultdict(set)
         self._everyone: dict[Connection, None] = {}  # the same connections, flat: a broadcast copies it at C speed
+        self._others_listen = True  # whether other processes heard the last envelope for everyone
         bus.subscribe(channel, self._on_envelope)
         bus.subscribe(self._own_channel_prefix + self.process_id, self._on_envelope)
 
@@ -183,17 +184,19 @@ class Hub:
 
         This process's own sockets are written here, not through Redis's echo: at once where a second delivery
         would change nothing (so they have it even while Redis is away), else once the publish went out (a failed
-        publish is retried whole)."""
+        publish is retried whole). An envelope for everyone goes out first while other processes listen: writing
+        thousands of local sockets first would hold up theirs."""
         envelope = msgspec.structs.replace(envelope, origin=self.process_id)
         encoded = encode_envelope(envelope)
-        early = delivers_once(envelope)
+        routed_to = None if envelope.close_code is not None or self._route is None else envelope.to
+        early = delivers_once(envelope) and not (routed_to is None and self._others_listen)
         if early:
             self.deliver_locally(envelope)
-        if envelope.to is None or envelope.close_code is not None or self._route is None:
-            await self._bus.publish(self._channel, encoded)
+        if routed_to is None or self._route is None:
+            self._others_listen = await self._bus.publish(self._channel, encoded) > 1
             reached = None
         else:
-            reached = await self._route(envelope.to, self._own_channel_prefix, encoded)
+            reached = await self._route(routed_to, self._own_channel_prefix, encoded)
         if not early:
             self.deliver_locally(envelope)
         return reached
