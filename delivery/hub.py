@@ -185,20 +185,25 @@ class Hub:
         This process's own sockets are written here, not through Redis's echo: at once where a second delivery
         would change nothing (so they have it even while Redis is away), else once the publish went out (a failed
         publish is retried whole). An envelope for everyone goes out first while other processes listen: writing
-        thousands of local sockets first would hold up theirs."""
+        thousands of local sockets first would hold up theirs (Redis away, it is then written here all the same)."""
         envelope = msgspec.structs.replace(envelope, origin=self.process_id)
         encoded = encode_envelope(envelope)
         routed_to = None if envelope.close_code is not None or self._route is None else envelope.to
-        early = delivers_once(envelope) and not (routed_to is None and self._others_listen)
+        once = delivers_once(envelope)
+        early = once and not (routed_to is None and self._others_listen)
         if early:
             self.deliver_locally(envelope)
-        if routed_to is None or self._route is None:
-            self._others_listen = await self._bus.publish(self._channel, encoded) > 1
-            reached = None
-        else:
-            reached = await self._route(routed_to, self._own_channel_prefix, encoded)
-        if not early:
-            self.deliver_locally(envelope)
+        published = False
+        try:
+            if routed_to is None or self._route is None:
+                self._others_listen = await self._bus.publish(self._channel, encoded) > 1
+                reached = None
+            else:
+                reached = await self._route(routed_to, self._own_channel_prefix, encoded)
+            published = True
+        finally:
+            if not early and (published or once):
+                self.deliver_locally(envelope)
         return reached
 
     async def disconnect(self, owner: str, close_code: int) -> None:
