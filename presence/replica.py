@@ -147,7 +147,8 @@ class PresenceReplica:
                         pipe.hgetall(self._keys.last_seen(shard))
                 replies = await pipe.execute()
         finally:
-            self._rebuilds_in_flight.remove(changed_meanwhile)
+            # By identity: two reads in flight may hold equal sets, and `remove` would take the other's.
+            self._rebuilds_in_flight = [s for s in self._rebuilds_in_flight if s is not changed_meanwhile]
         stride = 4 if every_last_seen else 3
         online = {str(i) for reply in replies[0::stride] for i in reply}
         just_lapsed = {str(i) for reply in replies[1::stride] for i in reply}
