@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import multiprocessing
 import os
@@ -38,6 +37,7 @@ from base.database import migrate
 from base.redis_client import RedisClient
 from base.redis_client import connect as connect_redis
 from base.stats import percentile
+from bench.collector import settle_garbage, uncollected
 from scripts.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,9 +193,8 @@ def _app(url: str, heartbeat_s: float | None, pipe: Connection) -> None:
 
 
 async def _app_reading(url: str, heartbeat_s: float | None, pipe: Connection) -> None:
-    """Report each broadcast offer's arrival; heartbeat every `heartbeat_s` (None: never, as the benchmarks'
-    settings let it). Nothing here is long-lived: no collection runs while it reads."""
-    gc.disable()
+    """Report each broadcast offer's arrival until the process is stopped; heartbeat every `heartbeat_s` (None:
+    never, as the benchmarks' settings let it)."""
     async with connect(url, compression=None) as ws:
         await ws.recv()
 
@@ -205,11 +204,13 @@ async def _app_reading(url: str, heartbeat_s: float | None, pipe: Connection) ->
                 await ws.send('{"type":"heartbeat"}')
 
         beating = asyncio.create_task(beat(heartbeat_s)) if heartbeat_s is not None else None
+        settle_garbage()
         pipe.send("ready")
-        async for frame in ws:
-            message = json.loads(frame)
-            if message["type"] == "offer" and message["kind"] == "broadcast":
-                pipe.send((message["request_id"], time.time()))
+        with uncollected():
+            async for frame in ws:
+                message = json.loads(frame)
+                if message["type"] == "offer" and message["kind"] == "broadcast":
+                    pipe.send((message["request_id"], time.time()))
         if beating is not None:
             beating.cancel()
 
