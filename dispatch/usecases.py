@@ -221,9 +221,8 @@ class Dispatcher:
         """Send a stored request's first offers and arm its window. Never fails the booking: what Redis does not
         take now is owed and re-delivered (`dispatch/owed.py`); the keeper closes the window from the database."""
         if request.phase is not Phase.PRIORITY:
-            OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
             async with self._delivering(request):
-                await self._offers.broadcast(request, ())
+                await self._broadcast(request, ())
             return
         self._arming(request)
         offered_in_the_insert = request.priority_notified_at is not None
@@ -536,8 +535,7 @@ class Dispatcher:
         async with self._delivering(request):
             if audience:
                 await self._offers.revoke(request_id, RevokeReason.EXPIRED, to=audience)
-            OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
-            await self._offers.broadcast(request, await self._excluded_after_priority(request, by))
+            await self._broadcast(request, await self._excluded_after_priority(request, by))
         # After the broadcast, which waits for nothing else: a window key left a moment longer expires into a
         # fallback the database refuses.
         await self.windows.disarm(request_id, attempt)
@@ -551,9 +549,9 @@ class Dispatcher:
             return await self.requests.excluded(request.id)
         return (declined_by,) if declined_by is not None else ()
 
-    async def _broadcast(self, request: SessionRequest) -> None:
+    async def _broadcast(self, request: SessionRequest, excluded: tuple[str, ...]) -> None:
         OFFERS_SENT.labels(kind=OfferKind.BROADCAST.value).inc()
-        await self._offers.broadcast(request, await self.requests.excluded(request.id))
+        await self._offers.broadcast(request, excluded)
 
     async def give_back(
         self,
@@ -584,7 +582,7 @@ class Dispatcher:
         if why is FallbackReason.MECHANIC_CANCELLED:
             await self._tell_other_devices(mechanic_id, frames.GivenBack(request_id=request_id), request_id, via)
         async with self._delivering(request):
-            await self._broadcast(request)
+            await self._broadcast(request, await self.requests.excluded(request.id))
 
     # The customer and the mechanic close a request
 
