@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from typing import Any
 
 import aiosqlite
@@ -58,6 +57,6 @@ class WalCheckpointer:
                     while True:
                         await asyncio.sleep(self._every_s)
                         await connection.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            except (sqlite3.Error, OSError) as error:  # a full disk, a file gone: the next turn tries again
+            except Exception as error:  # noqa: BLE001  (a full disk, a file gone, a closed thread: try again)
                 log.warning("SQLite checkpoint failed (%s); retrying in %.0f s", error, self._every_s)
                 await asyncio.sleep(self._every_s)
