@@ -115,7 +115,8 @@ def _cluster_lines(cluster: dict[str, Any] | None, one_fan: dict[str, Any], one_
     fan, fl = cluster["fan_out"], cluster["fallback_lateness"]
     late = fl["million_keys"]["p99_ms"]
     return [
-        f"On a {cluster['primaries']}-primary Redis Cluster (one process, same run), against one Redis:",
+        f"On a {cluster['primaries']}-primary Redis Cluster (one process, same run, the benchmarks' settings: not "
+        "measured as shipped), against one Redis:",
         "",
         "| | one Redis | cluster | cluster / one Redis |",
         "|---|---|---|---|",
