@@ -16,7 +16,7 @@ from api.auth import Principal, Role
 from api.context import authenticate, caller, services
 from api.endpoints import ANY, Endpoints
 from api.etags import conditional, mechanic_state
-from api.responses import error_response, typed
+from api.responses import error_response, send_response, typed
 from api.runtime import Services
 from base.clock import iso, iso_ms, now_ms, utc_now
 from base.errors import InvalidInput, MechanicNotFound
@@ -110,7 +110,7 @@ async def poll(scope: Scope, receive: Receive, send: Send, mechanic_id: str) -> 
     poll_log = services(request).poll_log
     if poll_log.summarises(response.status_code):
         skip_access_line(send)
-    await response(scope, receive, send)
+    await send_response(response, scope, receive, send)
     poll_log.record(response.status_code, time.perf_counter() - started)
 
 

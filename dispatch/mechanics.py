@@ -93,6 +93,10 @@ class Mechanics:
 
     async def get(self, mechanic_id: str) -> Mechanic:
         """An existing, non-deleted mechanic, or MechanicNotFound (also for a malformed id)."""
+        # Every status poll comes here: an id sent as the API wrote it is already canonical, and found as it is.
+        entry = self._cache.get(mechanic_id)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
         found = await self.get_many([mechanic_id])
         if not found:
             raise MechanicNotFound()

@@ -4,17 +4,20 @@ behaviours they rely on hold with the installed versions (each pinned here or by
 from __future__ import annotations
 
 import asyncio
+import logging
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from base.database import open_database
 from base.sql import Prepared
 from base.versions import require
-from delivery.uvicorn_protocols import HttpProtocol, TextFrame, WebSocketProtocol
+from delivery.uvicorn_protocols import HttpProtocol, TextFrame, WebSocketProtocol, send_whole
 
 
 def test_a_version_outside_the_written_range_stops_the_process_in_one_line() -> None:
@@ -34,6 +37,53 @@ def test_uvicorns_protocol_hooks_we_override_still_exist() -> None:
     for name in ("data_received", "handle_events", "connection_made"):
         assert callable(getattr(WebSocketProtocol, name))
     assert TextFrame(b"{}").wire == b"\x81\x02{}"  # an unmasked text frame, as websockets serialises it
+
+
+async def test_a_whole_response_is_written_in_one_write_and_a_closing_one_then_closes() -> None:
+    """`send_whole` stands in for the cycle's transport while uvicorn's `send` frames the head and the body: what
+    reaches the socket is one write of both (the socket here records its writes), and a response to a
+    `Connection: close` request closes after it."""
+    for keep_alive in (True, False):
+        transport = _RecordingTransport()
+        cycle = RequestResponseCycle(
+            scope={"type": "http", "method": "GET", "path": "/", "query_string": b"", "http_version": "1.1"},
+            transport=transport,  # type: ignore[arg-type]
+            flow=FlowControl(transport),  # type: ignore[arg-type]
+            logger=logging.getLogger("test"),
+            access_logger=logging.getLogger("test.access"),
+            access_log=False,
+            default_headers=[],
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=keep_alive,
+            on_response=lambda: None,
+        )
+        await send_whole(cycle.send, 200, [(b"content-length", b"2")], b"{}")
+        assert transport.writes == [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + (b"" if keep_alive else b"connection: close\r\n") + b"\r\n{}"
+        ]
+        assert cycle.response_complete and transport.closed is not keep_alive and cycle.transport is transport
+
+
+class _RecordingTransport:
+    """A socket's transport as far as uvicorn's cycle uses it: its writes and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 async def test_a_prepared_statement_is_compiled_once_and_takes_each_calls_values(tmp_path: object) -> None:

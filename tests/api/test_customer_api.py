@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -37,6 +39,34 @@ async def test_status_is_readable_by_any_role(harness: Harness) -> None:
         headers = harness.auth(harness.token(role))
         response = await harness.http.get(f"/api/mechanics/{mechanic_id}/status", headers=headers)
         assert response.status_code == 200
+
+
+async def test_pipelined_polls_on_one_connection_each_get_their_whole_answer(harness: Harness) -> None:
+    """Three polls sent at once on one socket (a 200, a 304 for its tag, a 404), the last asking to close: each
+    answer whole and in order, then the server closes, as HTTP/1.1 keep-alive and pipelining require."""
+    mechanic_id = await harness.create_mechanic("Sam")
+    first = await harness.http.get(f"/api/mechanics/{mechanic_id}/status", headers=harness.customer)
+    tag = first.headers["etag"]
+    token = harness.customer["Authorization"]
+    host, port = harness.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = f"Host: x\r\nAuthorization: {token}\r\n"
+    writer.write(
+        (
+            f"GET /api/mechanics/{mechanic_id}/status HTTP/1.1\r\n{head}\r\n"
+            f"GET /api/mechanics/{mechanic_id}/status HTTP/1.1\r\n{head}If-None-Match: {tag}\r\n\r\n"
+            f"GET /api/mechanics/{uuid.uuid4()}/status HTTP/1.1\r\n{head}Connection: close\r\n\r\n"
+        ).encode()
+    )
+    answers = (await asyncio.wait_for(reader.read(), 5)).decode()  # to the end: the server must close
+    writer.close()
+    parts = answers.split("HTTP/1.1 ")[1:]
+    assert [p.split(" ", 1)[0] for p in parts] == ["200", "304", "404"], answers
+    ok_head, ok_body = parts[0].split("\r\n\r\n")
+    assert json.loads(ok_body)["name"] == "Sam" and f"content-length: {len(ok_body)}" in ok_head
+    assert f"etag: {tag}" in parts[1] and parts[1].endswith("\r\n\r\n")  # no body
+    assert json.loads(parts[2].split("\r\n\r\n")[1])["error"] == "mechanic_not_found"
+    assert "connection: close" in parts[2]
 
 
 async def test_dashboard_status_one_entry_per_id(harness: Harness) -> None:
