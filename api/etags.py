@@ -9,6 +9,7 @@ old as the copy (count from `last_seen`). Computing it costs a `repr` and an 8-b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 
@@ -16,11 +17,13 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from api import schemas
+from api.responses import JSONAnswer
 
 
+@functools.lru_cache(maxsize=4096)
 def etag_of(*parts: object) -> str:
     """A weak tag for these fields (str, int, bool, None and tuples of them: their `repr` is the same in every
-    process, unlike their `hash`)."""
+    process, unlike their `hash`). The latest are kept: a mechanic's status says the same thing poll after poll."""
     return f'W/"{hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()}"'
 
 
@@ -65,6 +68,7 @@ def conditional(
 ) -> Response:
     """A JSON answer tagged by `states`; 304 with no body (not even encoded) when the caller's copy has that tag."""
     etag = etag_of(*states)
+    head = [(b"etag", etag.encode())]
     if still_fresh(connection, etag):
-        return Response(status_code=304, headers={"etag": etag})
-    return Response(body(), media_type="application/json", headers={"etag": etag})
+        return JSONAnswer(304, b"", head)
+    return JSONAnswer(200, body(), head)
