@@ -192,44 +192,55 @@ def _parse_wrk(output: str) -> dict[str, float]:
 BOOKING_ROUNDS = 3  # measured bursts per server, after one warm-up burst; the median of each figure is reported
 
 
-async def offer_latency(redis_url: str, database_url: str, bookings: int) -> dict[str, Any]:
-    """Concurrent "Book Again" bookings on one database: favdispatch with the benchmarks' settings and as shipped
-    (its access log on; the bursts end well within a heartbeat interval, so the clients need not beat), then the
-    bare booking server."""
-    ours = await prepare_ours(redis_url, database_url, bookings)
-    await create_bare_table(database_url)
+async def offer_latency(redis_url: str, database_urls: tuple[str, str], bookings: int) -> dict[str, Any]:
+    """Concurrent "Book Again" bookings: favdispatch with the benchmarks' settings, favdispatch as shipped (its
+    access log on; the bursts end well within a heartbeat interval, so the clients need not beat), each on a
+    database of its own, and the bare booking server (a table of its own in the first). The three are up together
+    and take turns, one burst each per round: this machine's speed swings for minutes at a time, and three servers
+    measured one after another met different speeds (favdispatch at 1.0 ms of CPU a booking in one full run, 0.5
+    alone)."""
+    ours = await prepare_ours(redis_url, database_urls[0], bookings)
+    shipped = await prepare_ours(redis_url, database_urls[1], bookings)
+    await create_bare_table(database_urls[0])
     body = {"session_type": "video", "plan_code": "quick", "routing": "priority"}
-    result: dict[str, Any] = {}
-    for name, server in (("ours", ours.start()), ("ours_as_shipped", ours.start_as_shipped())):
-        async with running(server):
-            clients = await connect_many(Kind.OURS, ours.urls([server], bookings))
-            result[name] = await _bursts(server, "/api/session-requests", clients, ours, body)
+    bare_args = ["-m", "bench.peers.bare_booking", "{port}", database_urls[0], redis_url, ours.secret]
+    servers = {"ours": ours.start(), "ours_as_shipped": shipped.start_as_shipped(), "bare": spawn(bare_args)}
+    sides = {"ours": ours, "ours_as_shipped": shipped, "bare": ours}
+    async with running(*servers.values()):
+        favorites = {
+            "ours": await connect_many(Kind.OURS, ours.urls([servers["ours"]], bookings)),
+            "ours_as_shipped": await connect_many(Kind.OURS, shipped.urls([servers["ours_as_shipped"]], bookings)),
+            "bare": await connect_many(
+                Kind.BARE, [f"ws://127.0.0.1:{servers['bare'].port}/ws/{m}" for m in ours.mechanic_ids]
+            ),
+        }
+        for clients in favorites.values():
+            for favorite in clients:
+                # Our unacked priority offer is resent: our apps ack, so our clients do (the bare server has none).
+                favorite.acks_offers = favorite.kind is Kind.OURS
+        rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+        settle_garbage()
+        for _ in range(1 + BOOKING_ROUNDS):  # a warm-up burst each, then the measured ones
+            for name, server in servers.items():
+                path = "/book" if name == "bare" else "/api/session-requests"
+                rounds[name].append(await _burst(server, path, favorites[name], sides[name], body))
+        for clients in favorites.values():
             await close_many(clients)
-    bare = spawn(["-m", "bench.peers.bare_booking", "{port}", database_url, redis_url, ours.secret])
-    async with running(bare):
-        clients = await connect_many(Kind.BARE, [f"ws://127.0.0.1:{bare.port}/ws/{m}" for m in ours.mechanic_ids])
-        result["bare"] = await _bursts(bare, "/book", clients, ours, body)
-        await close_many(clients)
-    return result
+    return {
+        name: {key: statistics.median(r[key] for r in measured[1:]) for key in measured[1]}
+        for name, measured in rounds.items()
+    }
 
 
-async def _bursts(
+async def _burst(
     server: Server, path: str, favorites: list[BenchClient], ours: Ours, body: dict[str, str]
 ) -> dict[str, float]:
-    """One warm-up burst, then BOOKING_ROUNDS measured ones (each booking by a customer of its own)."""
-    for favorite in favorites:
-        # Our unacked priority offer is resent: our apps ack, so our clients do (the bare server has no acks).
-        favorite.acks_offers = favorite.kind is Kind.OURS
-    rounds = []
-    settle_garbage()
-    for _ in range(1 + BOOKING_ROUNDS):
-        bookings = [
-            Booking(http_post(path, ours.customer(), {**body, "preferred_mechanic_id": m}), favorite)
-            for m, favorite in zip(ours.mechanic_ids, favorites, strict=True)
-        ]
-        rounds.append(await burst(server.port, bookings, "/healthz", server.cpu_seconds))
-    measured = rounds[1:]
-    return {key: statistics.median(r[key] for r in measured) for key in measured[0]}
+    """Every favorite booked at once, each booking by a customer of its own."""
+    bookings = [
+        Booking(http_post(path, ours.customer(), {**body, "preferred_mechanic_id": m}), favorite)
+        for m, favorite in zip(ours.mechanic_ids, favorites, strict=True)
+    ]
+    return await burst(server.port, bookings, "/healthz", server.cpu_seconds)
 
 
 async def visibility_across(ours: Ours, first: Server, second: Server, trials: int) -> dict[str, Any]:
@@ -247,11 +258,16 @@ async def visibility_across(ours: Ours, first: Server, second: Server, trials: i
 
 async def bookings_phase(redis_url: str, workdir: str, postgres_admin_url: str, bookings: int) -> dict[str, Any]:
     """Offer latency on SQLite and, where it answers, on PostgreSQL (a database of the benchmark's own)."""
-    results: dict[str, Any] = {"sqlite": await offer_latency(redis_url, f"sqlite:///{workdir}/bookings.db", bookings)}
+    sqlite = (f"sqlite:///{workdir}/bookings.db", f"sqlite:///{workdir}/bookings-shipped.db")
+    results: dict[str, Any] = {"sqlite": await offer_latency(redis_url, sqlite, bookings)}
     why_not = await reachable(postgres_admin_url)
     if why_not is None:
-        async with postgres_database(postgres_admin_url, f"favdispatch_bench_{uuid.uuid4().hex[:8]}") as url:
-            results["postgresql"] = await offer_latency(redis_url, url, bookings)
+        name = f"favdispatch_bench_{uuid.uuid4().hex[:8]}"
+        async with (
+            postgres_database(postgres_admin_url, name) as url,
+            postgres_database(postgres_admin_url, f"{name}_shipped") as shipped_url,
+        ):
+            results["postgresql"] = await offer_latency(redis_url, (url, shipped_url), bookings)
     else:
         results["postgresql"] = {"skipped": f"PostgreSQL not reachable at {postgres_admin_url} ({why_not})"}
     return results

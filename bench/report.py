@@ -64,7 +64,8 @@ def _streams_lines(streams: dict[str, Any] | None) -> list[str]:
 def _offer_latency_lines(latency: dict[str, Any]) -> list[str]:
     lines = [
         "Offer latency, booking sent → priority offer on the favorite's socket: concurrent bookings on pre-opened "
-        f"connections, median of {BOOKING_ROUNDS} bursts after a warm-up burst; CPU is the server process's.",
+        f"connections, median of {BOOKING_ROUNDS} bursts after a warm-up burst, the three servers up together and "
+        "taking turns, a burst each; CPU is the server process's.",
         "",
         "| Database | favdispatch p50 / p99 (ms) | as shipped p50 / p99 (ms) | bare p50 / p99 (ms) | "
         f"p99 ratio, favdispatch / as shipped (target ≤ {BOOKING_P99_RATIO}×) | "
