@@ -257,7 +257,8 @@ async def send_whole(
         await send(end)
     finally:
         cycle.transport = transport
-        if gathered.chunks:
+        # A client gone while `send` waited for it to read leaves a closed transport, which uvloop refuses to write to.
+        if gathered.chunks and not transport.is_closing():
             transport.write(b"".join(gathered.chunks))
         if gathered.closed:
             transport.close()

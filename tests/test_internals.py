@@ -41,28 +41,37 @@ def test_uvicorns_protocol_hooks_we_override_still_exist() -> None:
 
 async def test_a_whole_response_is_written_in_one_write_and_a_closing_one_then_closes() -> None:
     """`send_whole` stands in for the cycle's transport while uvicorn's `send` frames the head and the body: what
-    reaches the socket is one write of both (the socket here records its writes), and a response to a
-    `Connection: close` request closes after it."""
+    reaches the socket is one write of both (the socket here records its writes), a response to a
+    `Connection: close` request closes after it, and a socket closed meanwhile is not written to."""
     for keep_alive in (True, False):
         transport = _RecordingTransport()
-        cycle = RequestResponseCycle(
-            scope={"type": "http", "method": "GET", "path": "/", "query_string": b"", "http_version": "1.1"},
-            transport=transport,  # type: ignore[arg-type]
-            flow=FlowControl(transport),  # type: ignore[arg-type]
-            logger=logging.getLogger("test"),
-            access_logger=logging.getLogger("test.access"),
-            access_log=False,
-            default_headers=[],
-            message_event=asyncio.Event(),
-            expect_100_continue=False,
-            keep_alive=keep_alive,
-            on_response=lambda: None,
-        )
+        cycle = _cycle(transport, keep_alive)
         await send_whole(cycle.send, 200, [(b"content-length", b"2")], b"{}")
         assert transport.writes == [
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + (b"" if keep_alive else b"connection: close\r\n") + b"\r\n{}"
         ]
         assert cycle.response_complete and transport.closed is not keep_alive and cycle.transport is transport
+    gone = _RecordingTransport()
+    gone.closed = True  # closed while the response was being made: nothing is written to it, nothing raised
+    await send_whole(_cycle(gone, keep_alive=True).send, 200, [(b"content-length", b"2")], b"{}")
+    assert gone.writes == []
+
+
+def _cycle(transport: _RecordingTransport, keep_alive: bool) -> RequestResponseCycle:
+    """uvicorn's cycle for one GET, as its protocol makes one, on `transport`."""
+    return RequestResponseCycle(
+        scope={"type": "http", "method": "GET", "path": "/", "query_string": b"", "http_version": "1.1"},
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
 
 
 class _RecordingTransport:
