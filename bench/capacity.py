@@ -19,6 +19,7 @@ heartbeating:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -292,5 +293,17 @@ async def _step(
     }
 
 
-if __name__ == "__main__":  # a quick look: python -m bench.capacity 2000,5000
-    print(json.dumps(asyncio.run(capacity_phase([int(s) for s in sys.argv[1].split(",")])), indent=2))
+def _steps(text: str) -> list[int]:
+    try:
+        steps = [int(step) for step in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps are whole numbers of mechanics, comma-separated: {text!r}") from None
+    if any(step < 1 for step in steps):
+        raise argparse.ArgumentTypeError(f"every step is at least 1 mechanic: {text!r}")
+    return steps
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="A quick look at some steps of the capacity phase, e.g. 2000,5000.")
+    parser.add_argument("steps", type=_steps, help="mechanics online at each step, comma-separated")
+    print(json.dumps(asyncio.run(capacity_phase(parser.parse_args().steps)), indent=2))
