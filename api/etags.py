@@ -23,7 +23,8 @@ from api.responses import JSONAnswer
 @functools.lru_cache(maxsize=4096)
 def etag_of(*parts: object) -> str:
     """A weak tag for these fields (str, int, bool, None and tuples of them: their `repr` is the same in every
-    process, unlike their `hash`). The latest are kept: a mechanic's status says the same thing poll after poll."""
+    process, unlike their `hash`). The latest are kept, found by equality: a mechanic's status says the same thing
+    poll after poll (each field keeps one type, so `True` and `1`, equal to the cache, never stand in one place)."""
     return f'W/"{hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()}"'
 
 
