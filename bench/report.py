@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 from importlib.metadata import version
@@ -145,7 +146,43 @@ def machine() -> dict[str, Any]:
     }
 
 
-def render(r: dict[str, Any]) -> str:
+# The capacity phase's targets at 100,000 mechanics (p99, ms).
+CAPACITY_TARGETS_MS = {"heartbeat_ack": 50, "status": 50, "offer": 100}
+
+
+def _capacity_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """The capacity phase's last run (`bench/capacity.json`): a step holds when it lost no socket and each p99 is
+    within the 100,000 target's bound (a figure measured after losses is of the sockets left, not of the step)."""
+
+    def p99(step: dict[str, Any], name: str) -> float | None:
+        found = step[name].get("p99_ms") if isinstance(step[name], dict) else None
+        return found if isinstance(found, int | float) else None
+
+    def verdict(step: dict[str, Any]) -> str:
+        over = [name for name, bound in CAPACITY_TARGETS_MS.items() if (p99(step, name) or math.inf) > bound]
+        missed = [f"{name.split('_')[0]} p99" for name in over]
+        if step["lost_sockets"]:
+            missed.insert(0, f"{step['lost_sockets']:,} sockets lost")
+        return "met" if not missed else "**missed**: " + ", ".join(missed)
+
+    lines = [
+        "Capacity, mechanics online heartbeating every 10 s on `scripts.serve --production --workers n` with the "
+        "shipped defaults (one Redis, SQLite), the apps in client processes on the same two cores; target at "
+        "100,000: heartbeat p99 ≤ 50 ms, status p99 ≤ 50 ms, offer p99 ≤ 100 ms. Where it breaks and why: "
+        "`docs/capacity.md`.",
+        "",
+        "| Mechanics (workers) | heartbeat → ack p99 (ms) | status p99 (ms) | offer p99 (ms) "
+        "| server CPU (% of a core) | the step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        figures = " | ".join(str(p99(step, name) or "no answer") for name in CAPACITY_TARGETS_MS)
+        cpu = step["server_cpu_percent"]
+        lines.append(f"| {step['mechanics']:,} ({step['workers']}) | {figures} | {cpu} | {verdict(step)} |")
+    return [*lines, ""]
+
+
+def render(r: dict[str, Any], capacity: list[dict[str, Any]] | None = None) -> str:
     m, mem, fan, beats, status = r["machine"], r["memory"], r["fan_out"], r["heartbeats"], r["status"]
 
     def ratio(a: float, b: float) -> str:
@@ -320,6 +357,7 @@ def render(r: dict[str, Any]) -> str:
         "- The python-socketio peer routes every emit, heartbeat answers included, through its Redis manager; under "
         "this load it logged `Cannot publish to redis... retrying`, which is part of what it costs.",
         "",
+        *(_capacity_lines(capacity) if capacity else []),
         "Raw numbers: `bench/results.json`. How many mechanics one machine holds online, in steps, and what a million "
         "cost: `docs/capacity.md` (`--only capacity`, raw numbers in `bench/capacity.json`).",
         "",
