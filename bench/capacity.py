@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,7 @@ async def _step(
         "open_sockets": open_sockets,
         "failed_connects": sum(a["failed"] for a in connected),
         "lost_sockets": sum(a["lost"] for a in measured),
+        "lost_by_close_code": dict(sum((Counter(a["lost_by_close_code"]) for a in measured), Counter[str]())),
         "workers": workers,
         "client_processes": len(clients),
         "connect_s": round(connect_s, 1),

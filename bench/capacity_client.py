@@ -19,6 +19,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import cast
 
@@ -87,6 +88,8 @@ class Mechanic(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._phase.lost += 1
+        # Who ended it: the server's close code, or none when the connection ended without a close frame.
+        self._phase.lost_by_close_code[str(self._ws.close_rcvd.code) if self._ws.close_rcvd else "none"] += 1
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("closed before the welcome"))
 
@@ -96,6 +99,7 @@ class Phase:
         self.url, self.source, self.tokens, self.interval_s = url, source, tokens, interval_s
         self.open: list[Mechanic] = []
         self.lost = 0
+        self.lost_by_close_code: Counter[str] = Counter()
         self._acks: list[float] | None = None
         self._arrivals: dict[str, list[float]] = {}
 
@@ -141,7 +145,7 @@ class Phase:
         with uncollected():
             await asyncio.sleep(seconds)
         acks, self._acks = self._acks, None
-        return {"acks_ms": acks, "lost": self.lost}
+        return {"acks_ms": acks, "lost": self.lost, "lost_by_close_code": self.lost_by_close_code}
 
     async def arrivals(self, request_id: str, seconds: float) -> dict[str, object]:
         deadline = time.monotonic() + seconds
