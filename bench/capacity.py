@@ -276,6 +276,8 @@ async def _step(
         "workers": workers,
         "client_processes": len(clients),
         "connect_s": round(connect_s, 1),
+        # The latest any client's own heartbeat timer fired, from its first socket to the end of the measurement.
+        "client_heartbeat_latest_s": round(max(a["latest_beat_s"] for a in measured), 2),
         "heartbeat_ack": {**_summary(acks), "count": len(acks)},
         "status": {"rps": status["rps"], "p99_ms": status["p99_ms"]},
         "transition_visible": visible,

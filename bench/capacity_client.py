@@ -42,6 +42,7 @@ class Mechanic(asyncio.Protocol):
         self._phase = phase
         self._transport: asyncio.Transport | None = None
         self._beat_sent_at: float | None = None
+        self._beat_due = 0.0  # the loop time the next heartbeat is scheduled for
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -64,19 +65,23 @@ class Mechanic(asyncio.Protocol):
         frame = json.loads(text)
         if frame.get("type") == "welcome" and not self.opened.done():
             self.opened.set_result(None)
-            interval = self._phase.interval_s
-            asyncio.get_running_loop().call_later(random.uniform(0, interval), self._beat)
+            self._schedule_beat(random.uniform(0, self._phase.interval_s))
         elif frame.get("type") == "offer":
             self._phase.offered(frame["request_id"], time.time())
+
+    def _schedule_beat(self, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._beat_due = loop.time() + delay_s
+        loop.call_later(delay_s, self._beat)
 
     def _beat(self) -> None:
         if self._transport is None or self._transport.is_closing() or self._ws.state is not State.OPEN:
             return  # closed, or closing (the server's close frame came first): its loss is counted on close
+        self._phase.beat_fired_late(asyncio.get_running_loop().time() - self._beat_due)
         self._beat_sent_at = time.perf_counter()
         self._ws.send_text(HEARTBEAT)
         self._flush()
-        jitter = self._phase.interval_s * random.uniform(-0.1, 0.1)
-        asyncio.get_running_loop().call_later(self._phase.interval_s + jitter, self._beat)
+        self._schedule_beat(self._phase.interval_s * (1 + random.uniform(-0.1, 0.1)))
 
     def _flush(self) -> None:
         assert self._transport is not None
@@ -101,11 +106,17 @@ class Phase:
         self.lost = 0
         self.lost_by_close_code: Counter[str] = Counter()
         self._acks: list[float] | None = None
+        # How late this process's own heartbeat timers fire: a client too busy to send on time would otherwise
+        # look like a server that lets presence lapse.
+        self.latest_beat_s = 0.0
         self._arrivals: dict[str, list[float]] = {}
 
     def heard_ack(self, seconds: float) -> None:
         if self._acks is not None:
             self._acks.append(round(seconds * 1000, 3))
+
+    def beat_fired_late(self, seconds: float) -> None:
+        self.latest_beat_s = max(self.latest_beat_s, seconds)
 
     def offered(self, request_id: str, at: float) -> None:
         self._arrivals.setdefault(request_id, []).append(at)
@@ -138,14 +149,25 @@ class Phase:
         # pass over 12,000 sockets' objects stopped this client for up to 1.8 s (timed with `gc.callbacks`), and
         # the acks and offers that arrived meanwhile were counted as the server's latency.
         settle_garbage()
-        return {"open": len(self.open), "failed": failed, "lost": self.lost, "seconds": time.perf_counter() - started}
+        return {
+            "open": len(self.open),
+            "failed": failed,
+            "lost": self.lost,
+            "seconds": time.perf_counter() - started,
+            "latest_beat_s": self.latest_beat_s,
+        }
 
     async def measure(self, seconds: float) -> dict[str, object]:
         self._acks = []
         with uncollected():
             await asyncio.sleep(seconds)
         acks, self._acks = self._acks, None
-        return {"acks_ms": acks, "lost": self.lost, "lost_by_close_code": self.lost_by_close_code}
+        return {
+            "acks_ms": acks,
+            "lost": self.lost,
+            "lost_by_close_code": self.lost_by_close_code,
+            "latest_beat_s": self.latest_beat_s,
+        }
 
     async def arrivals(self, request_id: str, seconds: float) -> dict[str, object]:
         deadline = time.monotonic() + seconds
