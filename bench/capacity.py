@@ -13,8 +13,10 @@ heartbeating:
 - the status poll's p99 at 1,000 requests a second from wrk (beside the heartbeats), and a priority booking's
   sent → offer on its favorite's socket;
 - one broadcast to everyone: from the booking's send to its offer on the last socket;
-- RSS per connection, and over `MEASURE_S` of heartbeats alone: server and Redis CPU, Redis memory, and Redis
-  commands and bytes per mechanic per second.
+- RSS per connection, and over `MEASURE_S` of heartbeats alone: server, client and Redis CPU, Redis memory, and
+  Redis commands and bytes per mechanic per second;
+- sockets lost, by the close code the server sent, and how late the clients' own heartbeat timers fired (a load
+  generator starved of CPU stops sending, and its sockets are then rightly closed as silent).
 """
 
 from __future__ import annotations
@@ -251,9 +253,11 @@ async def _step(
     await asyncio.sleep(3)  # the last sockets' greetings and first heartbeats
     rss = _rss(server.process.pid)
     customer = {"Authorization": "Bearer " + mint_token(ours.secret, sub=str(uuid.uuid4()), role=Role.CUSTOMER)}
+    clients_cpu_before = sum(_cpu(client.process.pid) for client in clients)
     cpu_before, redis_before = _cpu(server.process.pid), await _redis_counters(redis)
     measured = await asyncio.gather(*(client.ask({"cmd": "measure", "seconds": MEASURE_S}) for client in clients))
     cpu_after, redis_after = _cpu(server.process.pid), await _redis_counters(redis)
+    clients_cpu_after = sum(_cpu(client.process.pid) for client in clients)
     status_url = f"{server.base_url}/api/mechanics/{mechanic_ids[0]}/status"
     status = await asyncio.to_thread(http_load, status_url, customer, 10, 4, STATUS_RATE_PER_S)
     open_sockets = sum(a["open"] for a in connected)
@@ -288,6 +292,8 @@ async def _step(
         "server_rss_mib": round(rss / 2**20),
         "rss_per_connection_kib": round((rss - idle_rss) / max(1, open_sockets) / 1024, 2),
         "server_cpu_percent": round((cpu_after - cpu_before) / MEASURE_S * 100),
+        # The apps share the server's cores here: what they take is what the server cannot have.
+        "clients_cpu_percent": round((clients_cpu_after - clients_cpu_before) / MEASURE_S * 100),
         "redis_cpu_percent": round((redis_after["cpu_s"] - redis_before["cpu_s"]) / MEASURE_S * 100),
         "redis_memory_mib": round(redis_after["memory"] / 2**20),
         "redis_commands_per_mechanic_s": round(
@@ -310,4 +316,8 @@ def _steps(text: str) -> list[int]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A quick look at some steps of the capacity phase, e.g. 2000,5000.")
     parser.add_argument("steps", type=_steps, help="mechanics online at each step, comma-separated")
-    print(json.dumps(asyncio.run(capacity_phase(parser.parse_args().steps)), indent=2))
+    parser.add_argument(
+        "--database-url", help="the server's database (default: a SQLite file of the run's own, as `make run`)"
+    )
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(capacity_phase(args.steps, args.database_url)), indent=2))

@@ -162,23 +162,34 @@ def _capacity_lines(steps: list[dict[str, Any]]) -> list[str]:
         over = [name for name, bound in CAPACITY_TARGETS_MS.items() if (p99(step, name) or math.inf) > bound]
         missed = [f"{name.split('_')[0]} p99" for name in over]
         if step["lost_sockets"]:
-            missed.insert(0, f"{step['lost_sockets']:,} sockets lost")
+            by_code = step.get("lost_by_close_code", {})
+            closers = f" (close code {', '.join(f'{code}: {n:,}' for code, n in by_code.items())})" if by_code else ""
+            missed.insert(0, f"{step['lost_sockets']:,} sockets lost{closers}")
         return "met" if not missed else "**missed**: " + ", ".join(missed)
+
+    def client_lateness(step: dict[str, Any]) -> str:
+        latest = step.get("client_heartbeat_latest_s")
+        return "—" if latest is None else str(latest)
 
     lines = [
         "Capacity, mechanics online heartbeating every 10 s on `scripts.serve --production --workers n` with the "
         "shipped defaults (one Redis, SQLite), the apps in client processes on the same two cores; target at "
         "100,000: heartbeat p99 ≤ 50 ms, status p99 ≤ 50 ms, offer p99 ≤ 100 ms. Where it breaks and why: "
-        "`docs/capacity.md`.",
+        "`docs/capacity.md`. Close code 4408: the server closed a socket silent for the presence TTL (30 s); the "
+        "clients' timers column is the latest any client sent a heartbeat after it was due: a load generator "
+        "starved of CPU, not the server, when it nears the TTL.",
         "",
         "| Mechanics (workers) | heartbeat → ack p99 (ms) | status p99 (ms) | offer p99 (ms) "
-        "| server CPU (% of a core) | the step |",
-        "|---|---|---|---|---|---|",
+        "| CPU, server / clients (% of a core) | clients' timers, latest (s) | the step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         figures = " | ".join(str(p99(step, name) or "no answer") for name in CAPACITY_TARGETS_MS)
-        cpu = step["server_cpu_percent"]
-        lines.append(f"| {step['mechanics']:,} ({step['workers']}) | {figures} | {cpu} | {verdict(step)} |")
+        cpu = f"{step['server_cpu_percent']} / {step.get('clients_cpu_percent', '—')}"
+        lines.append(
+            f"| {step['mechanics']:,} ({step['workers']}) | {figures} | {cpu} | {client_lateness(step)} "
+            f"| {verdict(step)} |"
+        )
     return [*lines, ""]
 
 
