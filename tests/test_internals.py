@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from base.database import open_database
 from base.sql import Prepared
+from base.sqlite_checkpoints import LOG_SIZE_LIMIT_BYTES
 from base.versions import require
 from delivery.uvicorn_protocols import HttpProtocol, TextFrame, WebSocketProtocol, send_whole
 
@@ -160,18 +161,27 @@ async def test_a_write_then_its_rows_is_one_transaction_whatever_ends_it(tmp_pat
 
 async def test_the_write_ahead_log_is_checkpointed_beside_the_commits_not_inside_them(tmp_path: object) -> None:
     """The server's connection leaves checkpoints to the checkpointer (a commit that copied the log back was the
-    slowest write of all), and the log still reaches the database file while that connection stays open."""
+    slowest write of all), the log still reaches the database file while that connection stays open, and once it
+    has, the log's file shrinks back to its limit instead of keeping the size of the largest burst."""
     path = Path(f"{tmp_path}/wal.db")
+    log_path = Path(f"{path}-wal")
     database = open_database(f"sqlite:///{path}")
     await database.connect()
+    insert = sa.text("INSERT INTO t (id, body) VALUES (:i, randomblob(:size))")
     try:
         await database.execute("PRAGMA journal_mode=WAL")
         assert await database.fetch_val("PRAGMA wal_autocheckpoint") == 0
         await database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
-        for i in range(40):  # 40 commits of 100 KiB: 1,000 pages, where a commit would have checkpointed
-            await database.execute(sa.text("INSERT INTO t (id, body) VALUES (:i, randomblob(102400))").bindparams(i=i))
+        for i in range(60):  # 60 commits of 100 KiB: past 1,000 pages, where a commit would have checkpointed
+            await database.execute(insert.bindparams(i=i, size=102400))
+        assert (await asyncio.to_thread(log_path.stat)).st_size > LOG_SIZE_LIMIT_BYTES
         async with asyncio.timeout(10):
-            while (await asyncio.to_thread(path.stat)).st_size < 40 * 102400:
+            while (await asyncio.to_thread(path.stat)).st_size < 60 * 102400:
+                await asyncio.sleep(0.05)
+            i = 60
+            while (await asyncio.to_thread(log_path.stat)).st_size > LOG_SIZE_LIMIT_BYTES:
+                await database.execute(insert.bindparams(i=i, size=1))  # a write after a whole checkpoint restarts it
+                i += 1
                 await asyncio.sleep(0.05)
     finally:
         await database.disconnect()
