@@ -149,13 +149,7 @@ class Phase:
         # pass over 12,000 sockets' objects stopped this client for up to 1.8 s (timed with `gc.callbacks`), and
         # the acks and offers that arrived meanwhile were counted as the server's latency.
         settle_garbage()
-        return {
-            "open": len(self.open),
-            "failed": failed,
-            "lost": self.lost,
-            "seconds": time.perf_counter() - started,
-            "latest_beat_s": self.latest_beat_s,
-        }
+        return {"open": len(self.open), "failed": failed, "lost": self.lost, "seconds": time.perf_counter() - started}
 
     async def measure(self, seconds: float) -> dict[str, object]:
         self._acks = []
