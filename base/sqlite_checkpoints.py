@@ -7,10 +7,10 @@ and they were the slowest of all: a fallback whose commit ran one reached its me
 off and a connection of its own, on its own thread, checkpoints every `CHECKPOINT_EVERY_S` instead. A passive
 checkpoint waits for no one, and writers go on appending to the log meanwhile.
 
-SQLite keeps the log's file at the largest it ever grew and reuses it from the start: with several workers on one
-file (`WORKERS=9` at 100,000 mechanics) readers kept the log from restarting for long stretches and it reached
-361 MB, and stayed that size. The server's connection therefore also sets `journal_size_limit`: the write that
-restarts the log cuts the file back to `LOG_SIZE_LIMIT_BYTES`.
+SQLite keeps the log's file at the largest it ever grew and reuses it from the start: with nine workers writing to
+one file (100,000 mechanics' `last_seen` flushes) the log reached 361 MB, and the file stayed that size after the
+log restarted. The server's connection therefore also sets `journal_size_limit`: the first commit after a restart
+cuts the file back to `LOG_SIZE_LIMIT_BYTES` (or to that commit's own size, if larger).
 """
 
 from __future__ import annotations
